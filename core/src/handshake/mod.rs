@@ -1,0 +1,1 @@
+//! Opening handshake (RFC 6455 §4), client and server.
