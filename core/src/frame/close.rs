@@ -57,7 +57,7 @@ impl CloseCode {
     /// Whether a Redot/Godot peer accepts this code: 1000–1003, 1007–1011 and
     /// 3000–4999. The engine answers 1012–1014 with 1002.
     pub const fn is_godot_safe(self) -> bool {
-        // spec/websocket-peer.md §3: codes accepted from the peer (1012 → 1002 verified).
+        // spec/websocket-peer.md §2.7: codes accepted from the peer (1012 → 1002 verified).
         matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
     }
 }

@@ -45,7 +45,7 @@ pub struct FrameHeader {
 ///
 /// All of these are "fail the WebSocket connection" conditions; a
 /// Redot/Godot peer drops the TCP connection without a close frame for the
-/// length and control-frame ones (spec/websocket-peer.md §3).
+/// length and control-frame ones (spec/websocket-peer.md §2.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderError {
     /// Reserved opcode (3–7, 11–15); carries the 4-bit value. RFC 6455 §5.2.
