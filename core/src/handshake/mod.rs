@@ -111,6 +111,9 @@ pub fn header_has_token(value: &[u8], token: &str) -> bool {
 pub struct HeadScanner {
     /// Bytes already examined: no head ends before this position.
     pos: usize,
+    /// A byte other than CR/LF was seen (empty lines before the start line
+    /// are skipped, RFC 7230 §3.5, as httparse does).
+    started: bool,
     /// Byte positions examined in total (for the linearity test).
     #[cfg(test)]
     steps: usize,
@@ -121,6 +124,7 @@ impl HeadScanner {
     pub const fn new() -> Self {
         HeadScanner {
             pos: 0,
+            started: false,
             #[cfg(test)]
             steps: 0,
         }
@@ -128,16 +132,29 @@ impl HeadScanner {
 
     /// `buf` is everything received so far (it only grows between calls).
     /// Returns `Some(len of the header block including the final CRLFCRLF)`
-    /// when found. If `buf` shrank (contract broken), the scan restarts.
+    /// when found (empty lines before the start line are part of the block,
+    /// as httparse skips them). If `buf` shrank (contract broken), the scan
+    /// restarts.
+    ///
+    /// Then parse `&buf[..len]` once with
+    /// [`parse_request`] / [`parse_response`] and take the head length from
+    /// their `header_len` (httparse also ends a head at a bare-LF empty line,
+    /// which can be shorter); `Ok(None)` from them at that point cannot
+    /// happen for a CRLFCRLF-terminated head, treat it as malformed.
     pub fn find_end(&mut self, buf: &[u8]) -> Option<usize> {
         if self.pos > buf.len() {
-            self.pos = 0;
+            self.reset();
         }
         let start = self.pos;
-        for end in start..buf.len() {
+        for (end, &byte) in buf.iter().enumerate().skip(start) {
             #[cfg(test)]
             {
                 self.steps += 1;
+            }
+            // RFC 7230 §3.5: empty lines before the start line are ignored.
+            if !self.started {
+                self.started = byte != b'\r' && byte != b'\n';
+                continue;
             }
             // RFC 7230 §3: the header section ends with an empty line.
             if end >= 3 && buf.get(end - 3..=end) == Some(b"\r\n\r\n".as_slice()) {
@@ -443,6 +460,11 @@ mod tests {
         assert_eq!(s.find_end(b"a\r\n\r\n"), Some(5));
         // Bare LF is not an end (the engine requires CRLFCRLF).
         assert_eq!(HeadScanner::new().find_end(b"a\n\n\n\n"), None);
+        // Leading empty lines are skipped, as httparse does.
+        let lead = b"\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(HeadScanner::new().find_end(lead), Some(lead.len()));
+        let req = parse_request(lead, 4096).unwrap().unwrap();
+        assert_eq!(req.header_len, lead.len());
     }
 
     #[test]

@@ -717,6 +717,7 @@ Content-Length: 4\r\nConnection: close\r\n\r\nnope"
 mod proptests {
     extern crate std;
     use super::super::client::parse_response;
+    use super::super::HeadScanner;
     use super::*;
     use proptest::prelude::*;
 
@@ -739,6 +740,44 @@ mod proptests {
                                        max_len in 0usize..700) {
             if let Ok(Some(r)) = parse_response(&bytes, &[b'a'; 28], &["a"], max_len) {
                 prop_assert!(r.header_len <= max_len.min(bytes.len()));
+            }
+        }
+
+        #[test]
+        fn scanner_chunked_equals_whole_and_agrees_with_parser(
+            body in proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'a'), Just(b':'), Just(b' '), Just(b'/'),
+                            any::<u8>()], 0..300),
+            request in any::<bool>(),
+            chunk in 1usize..20,
+        ) {
+            let mut buf = std::vec::Vec::new();
+            buf.extend_from_slice(if request { b"GET / HTTP/1.1\r\n".as_slice() } else { b"HTTP/1.1 101 OK\r\n" });
+            buf.extend_from_slice(&body);
+            let whole = HeadScanner::new().find_end(&buf);
+            let mut s = HeadScanner::new();
+            let mut chunked = None;
+            let mut n = 0;
+            while chunked.is_none() && n < buf.len() {
+                n = (n + chunk).min(buf.len());
+                chunked = s.find_end(&buf[..n]);
+            }
+            prop_assert_eq!(chunked, whole);
+            if let Some(len) = whole {
+                // A CRLFCRLF-terminated head is never "need more" to the parsers.
+                if request {
+                    match parse_request(&buf[..len], 4096) {
+                        Ok(Some(r)) => prop_assert!(r.header_len <= len),
+                        Ok(None) => prop_assert!(false, "need more after scanner end"),
+                        Err(_) => {}
+                    }
+                } else {
+                    match parse_response(&buf[..len], &[b'a'; 28], &[], 4096) {
+                        Ok(Some(r)) => prop_assert!(r.header_len <= len),
+                        Ok(None) => prop_assert!(false, "need more after scanner end"),
+                        Err(_) => {}
+                    }
+                }
             }
         }
 
