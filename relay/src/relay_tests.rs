@@ -798,3 +798,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn pending_peers_are_invisible_to_admitted_ones() {
+    let mut r = auth_relay(b"k");
+    for id in [2, 3] {
+        join(&mut r, id, "/");
+        send(&mut r, id, b"\x07\x00k");
+        send(&mut r, id, &[0x07, 0x00]);
+    }
+    join(&mut r, 4, "/");
+    assert_eq!(
+        send(&mut r, 2, &raw_relay(0, b"hi")),
+        vec![(3, raw_relay(2, b"hi"))]
+    );
+    assert_eq!(send(&mut r, 2, &raw_relay(-3, b"hi")), vec![]);
+    assert_eq!(send(&mut r, 2, &raw_relay(4, b"hi")), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::UnknownTarget), 1);
+    r.peer_left(T0, 4);
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.admitted_in(&RoomName::default_room()), &[2, 3]);
+}
