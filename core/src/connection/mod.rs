@@ -766,7 +766,9 @@ impl Connection {
                 if self.config.auto_pong && !self.close_queued {
                     let mask = self.mask_key();
                     let frame = control_frame(OpCode::Pong, payload.as_slice(), mask);
-                    self.out.push_control(frame, Class::AutoPong, true);
+                    let full =
+                        self.out.unstarted_count(Class::AutoPong) >= outbound::MAX_PENDING_PONGS;
+                    self.out.push_control(frame, Class::AutoPong, full);
                 }
             }
             Complete::Pong(payload) => {

@@ -19,8 +19,13 @@ use crate::frame::{CloseCode, FrameHeader, OpCode, MAX_HEADER_LEN};
 /// enough to keep an idle connection's queue capacity cheap.
 const INLINE_CAP: usize = 40;
 
-/// At most this many control frames (auto pong, user ping, user pong, close)
-/// are queued at once.
+/// Automatic pongs that may wait at once; past this, the newest ping's pong
+/// replaces a waiting one (RFC 6455 §5.5.3 allows answering only the most
+/// recent ping). Bounds what a peer that pings without reading can cost.
+pub(crate) const MAX_PENDING_PONGS: usize = 32;
+
+/// At most this many control frames besides automatic pongs (user ping,
+/// user pong, close) are queued at once.
 #[cfg(test)]
 pub(crate) const MAX_CONTROL_FRAMES: usize = 4;
 
@@ -230,7 +235,16 @@ impl Outbound {
         self.queue.push_back(Entry { frame, class });
     }
 
-    /// Number of queued control frames of `class` not yet started.
+    /// Queued frames of `class` not yet started.
+    pub(crate) fn unstarted_count(&self, class: Class) -> usize {
+        self.queue
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| e.class == class && !(*i == 0 && self.written > 0))
+            .count()
+    }
+
+    /// True when a frame of `class` is queued and not yet started.
     pub(crate) fn has_unstarted(&self, class: Class) -> bool {
         self.queue
             .iter()

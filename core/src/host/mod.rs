@@ -105,7 +105,9 @@ pub enum HostEvent {
         data: Bytes,
     },
     /// Server with an admission hook: a pending peer's HTTP request awaits
-    /// [`Host::accept_request`] or [`Host::respond`].
+    /// [`Host::accept_request`] or [`Host::respond`]. Delivered by
+    /// [`Host::poll_request`], not by `poll_event`: admission is the
+    /// adapter's business, events are the application's.
     Request {
         /// The pending peer.
         peer: PeerId,
@@ -276,6 +278,7 @@ struct Shared {
     seq: u64,
     signals: VecDeque<(u64, HostEvent)>,
     packets: VecDeque<(u64, PeerId, Bytes)>,
+    requests: VecDeque<HostEvent>,
     dirty: VecDeque<PeerId>,
     timers: Timers,
     /// Client: the id must arrive by then.
@@ -363,6 +366,7 @@ impl Host {
                 seq: 0,
                 signals: VecDeque::new(),
                 packets: VecDeque::new(),
+                requests: VecDeque::new(),
                 dirty: VecDeque::new(),
                 timers: Timers::default(),
                 id_deadline: Timestamp::MAX,
@@ -788,6 +792,18 @@ impl Host {
         self.s.signals.pop_front().map(|(_, e)| e)
     }
 
+    /// The next pending peer's request awaiting an admission decision
+    /// (always a [`HostEvent::Request`]); see [`Host::accept_request`] and
+    /// [`Host::respond`].
+    pub fn poll_request(&mut self) -> Option<HostEvent> {
+        self.s.requests.pop_front()
+    }
+
+    /// True when an event or packet is waiting.
+    pub fn has_events(&self) -> bool {
+        !self.s.signals.is_empty() || !self.s.packets.is_empty()
+    }
+
     /// `get_packet()`: the oldest unread packet and its sender.
     pub fn get_packet(&mut self) -> Option<(PeerId, Bytes)> {
         let (_, from, data) = self.s.packets.pop_front()?;
@@ -881,6 +897,7 @@ impl Host {
         s.connected = 0;
         s.signals.clear();
         s.packets.clear();
+        s.requests.clear();
         s.dirty.clear();
         s.timers = Timers::default();
         s.status = ConnectionStatus::Disconnected;
@@ -940,7 +957,9 @@ impl Shared {
 
     fn on_event(&mut self, id: PeerId, peer: &mut Peer, event: Event) {
         match event {
-            Event::Request(request) => self.signal(HostEvent::Request { peer: id, request }),
+            Event::Request(request) => self
+                .requests
+                .push_back(HostEvent::Request { peer: id, request }),
             Event::Open { .. } => match self.role {
                 Role::Server => self.server_opened(id, peer),
                 // The client waits for the id message (spec §3.6).

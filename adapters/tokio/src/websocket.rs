@@ -1,0 +1,666 @@
+//! Single WebSocket connections: [`connect`], [`accept`], [`WebSocket`] and
+//! its halves.
+//!
+//! # Cancellation safety
+//!
+//! [`WebSocket::recv`], [`WebSocket::send`] (and the same methods of the
+//! halves) are cancellation-safe: protocol state only changes inside short,
+//! non-awaiting critical sections, and the futures only await socket
+//! readiness or a timer. Dropping `recv` (e.g. when another branch of
+//! `tokio::select!` wins) loses no message: a message is only taken from the
+//! connection when `recv` returns it. Dropping `send` either leaves the
+//! message unsent (dropped while waiting for room in a full queue: nothing
+//! changed) or leaves it queued, to be written by the next call that
+//! flushes (`send`, `recv`, `flush`, `close`).
+//!
+//! # Timers
+//!
+//! Heartbeat and close-handshake timers run while `recv` (or `close`) is
+//! being awaited.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use wsmp_core::connection::{
+    AcceptOptions, Admission, CloseInfo, Connection, Event, HttpResponse, MessageKind,
+    SendErrorKind,
+};
+use wsmp_core::{CloseCode, Timestamp};
+
+use crate::error::Error;
+use crate::pump::{Io, Want};
+use crate::tls::{client_tls, server_tls, AdmissionHook, ClientOptions, Decision, ServerOptions};
+use crate::transport::Tls;
+
+/// A WebSocket message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Message {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn into_parts(self) -> (MessageKind, Bytes) {
+        match self {
+            Message::Text(s) => (MessageKind::Text, Bytes::from(s)),
+            Message::Binary(b) => (MessageKind::Binary, b),
+        }
+    }
+
+    fn from_parts(kind: MessageKind, data: Bytes) -> Message {
+        match kind {
+            // The core validated the UTF-8 (RFC 6455 §8.1); `Vec::from(Bytes)` does not copy.
+            MessageKind::Text => match String::from_utf8(Vec::from(data)) {
+                Ok(s) => Message::Text(s),
+                Err(e) => Message::Binary(Bytes::from(e.into_bytes())),
+            },
+            MessageKind::Binary => Message::Binary(data),
+        }
+    }
+}
+
+impl From<String> for Message {
+    fn from(s: String) -> Self {
+        Message::Text(s)
+    }
+}
+
+impl From<&str> for Message {
+    fn from(s: &str) -> Self {
+        Message::Text(s.to_owned())
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(b: Bytes) -> Self {
+        Message::Binary(b)
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(b: Vec<u8>) -> Self {
+        Message::Binary(Bytes::from(b))
+    }
+}
+
+struct State {
+    conn: Connection,
+    io: Io,
+    error: Option<io::Error>,
+}
+
+pub(crate) struct Shared {
+    sock: TcpStream,
+    state: Mutex<State>,
+    epoch: Instant,
+}
+
+/// Takes the next message, skipping other events (close details stay
+/// available through `close_info`).
+fn next_message(conn: &mut Connection) -> Option<Message> {
+    while let Some(event) = conn.poll_event() {
+        if let Event::Message(m) = event {
+            return Some(Message::from_parts(m.kind, m.data));
+        }
+    }
+    None
+}
+
+impl Shared {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_duration(self.epoch.elapsed())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One non-blocking step (timers, writes, reads); returns what to wait for.
+    fn step(&self, st: &mut State) -> Want {
+        let now = self.now();
+        if st.conn.poll_timeout().is_some_and(|t| t <= now) {
+            st.conn.handle_timeout(now);
+        }
+        let State { conn, io, error } = st;
+        match io.pump(&self.sock, conn, now) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket i/o error");
+                error.get_or_insert(e);
+                Want {
+                    read: false,
+                    write: false,
+                    done: true,
+                }
+            }
+        }
+    }
+
+    /// Waits for what `want` asks, or the connection's next deadline.
+    async fn wait(&self, want: Want, deadline: Option<Timestamp>) {
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until((self.epoch + t.as_duration()).into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            r = self.sock.readable(), if want.read => { let _ = r; }
+            r = self.sock.writable(), if want.write => { let _ = r; }
+            () = sleep => {}
+        }
+    }
+
+    async fn recv(&self) -> Option<Message> {
+        loop {
+            let (want, deadline) = {
+                let mut st = self.lock();
+                if let Some(m) = next_message(&mut st.conn) {
+                    return Some(m);
+                }
+                let want = self.step(&mut st);
+                if let Some(m) = next_message(&mut st.conn) {
+                    return Some(m);
+                }
+                if want.done {
+                    return None;
+                }
+                (want, st.conn.poll_timeout())
+            };
+            if !want.read && !want.write && deadline.is_none() {
+                return None;
+            }
+            self.wait(want, deadline).await;
+        }
+    }
+
+    async fn send(&self, message: Message) -> Result<(), Error> {
+        let (kind, mut payload) = message.into_parts();
+        loop {
+            {
+                let mut st = self.lock();
+                match st.conn.send(self.now(), kind, payload) {
+                    Ok(()) => break,
+                    Err(e) if e.kind == SendErrorKind::QueueFull => {
+                        // Wait for room (the caller's payload is kept, nothing queued).
+                        payload = e.payload;
+                        if self.step(&mut st).done {
+                            return Err(self.failure(&mut st));
+                        }
+                    }
+                    Err(e) => return Err(Error::Send(e.kind)),
+                }
+            }
+            self.wait(
+                Want {
+                    read: false,
+                    write: true,
+                    done: false,
+                },
+                None,
+            )
+            .await;
+        }
+        self.flush().await
+    }
+
+    fn failure(&self, st: &mut State) -> Error {
+        st.error.take().map_or(Error::Closed, Error::Io)
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        loop {
+            {
+                let mut st = self.lock();
+                let want = self.step(&mut st);
+                if st.error.is_some() {
+                    return Err(self.failure(&mut st));
+                }
+                if !want.write {
+                    return Ok(());
+                }
+            }
+            self.wait(
+                Want {
+                    read: false,
+                    write: true,
+                    done: false,
+                },
+                None,
+            )
+            .await;
+        }
+    }
+
+    async fn close(&self, code: CloseCode, reason: &str) -> Result<Option<CloseInfo>, Error> {
+        {
+            let mut st = self.lock();
+            let now = self.now();
+            st.conn.close(now, code, reason).map_err(Error::Command)?;
+        }
+        // Keep reading (discarding messages) until the closing handshake ends;
+        // close_timeout bounds it.
+        while self.recv().await.is_some() {}
+        Ok(self.lock().conn.close_info().cloned())
+    }
+
+    /// Drives the opening handshake to OPEN.
+    async fn handshake(&self, hook: Option<&AdmissionHook>) -> Result<(), Error> {
+        loop {
+            let (want, deadline) = {
+                let mut st = self.lock();
+                let want = self.step(&mut st);
+                loop {
+                    // Peek: only handshake events are consumed here.
+                    match st.conn.state() {
+                        // The Open event stays queued; `recv` skips it.
+                        wsmp_core::connection::State::Open => return Ok(()),
+                        wsmp_core::connection::State::Connecting => {}
+                        _ => {
+                            let info = st.conn.close_info().cloned();
+                            return Err(match (info, st.error.take()) {
+                                (_, Some(e)) => Error::Io(e),
+                                (Some(info), None) => Error::Handshake(info),
+                                (None, None) => Error::Closed,
+                            });
+                        }
+                    }
+                    match st.conn.poll_event() {
+                        Some(Event::Request(request)) => {
+                            let now = self.now();
+                            let decision = match hook {
+                                Some(hook) => hook(&request),
+                                None => Decision::Accept(AcceptOptions::default()),
+                            };
+                            let result = match decision {
+                                Decision::Accept(opts) => st.conn.accept(now, opts),
+                                Decision::Respond(resp) => st.conn.respond(now, resp),
+                            };
+                            if let Err(e) = result {
+                                let _ = st
+                                    .conn
+                                    .respond(now, HttpResponse::text(500, "internal error\n"));
+                                tracing::warn!(error = %e, "admission decision could not be applied");
+                            }
+                            let _ = self.step(&mut st);
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                if want.done {
+                    continue;
+                }
+                (want, st.conn.poll_timeout())
+            };
+            self.wait(want, deadline).await;
+        }
+    }
+}
+
+/// A WebSocket connection (client or server).
+///
+/// Use [`recv`](Self::recv) / [`send`](Self::send) / [`close`](Self::close)
+/// directly, split it with [`split`](Self::split) to read and write from
+/// different tasks, or use it as a `futures` `Stream` + `Sink` of
+/// [`Message`]s. See the [module docs](self) for cancellation safety.
+pub struct WebSocket {
+    shared: Arc<Shared>,
+    pending_send: Option<Message>,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket").finish_non_exhaustive()
+    }
+}
+
+/// The receiving half of a split [`WebSocket`].
+#[derive(Debug)]
+pub struct ReadHalf {
+    inner: WebSocket,
+}
+
+/// The sending half of a split [`WebSocket`].
+#[derive(Debug)]
+pub struct WriteHalf {
+    inner: WebSocket,
+}
+
+impl WebSocket {
+    fn new(sock: TcpStream, conn: Connection, tls: Tls, epoch: Instant) -> WebSocket {
+        WebSocket {
+            shared: Arc::new(Shared {
+                sock,
+                state: Mutex::new(State {
+                    conn,
+                    io: Io::new(tls),
+                    error: None,
+                }),
+                epoch,
+            }),
+            pending_send: None,
+        }
+    }
+
+    /// The next message, or `None` once the connection is closed (see
+    /// [`close_info`](Self::close_info) for how it ended). Cancellation-safe.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.shared.recv().await
+    }
+
+    /// Sends one message (one unfragmented frame), waiting for room while
+    /// the outbound queue is full and until it is written. Cancellation-safe.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.shared.send(message.into()).await
+    }
+
+    /// Sends a ping with `payload` (≤ 125 bytes).
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        {
+            let mut st = self.shared.lock();
+            let now = self.shared.now();
+            st.conn.ping(now, payload).map_err(Error::Command)?;
+        }
+        self.shared.flush().await
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.shared.flush().await
+    }
+
+    /// Starts the closing handshake and waits for it to finish (bounded by
+    /// `close_timeout`); returns how the connection ended.
+    pub async fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<Option<CloseInfo>, Error> {
+        self.shared.close(code, reason).await
+    }
+
+    /// How the connection ended, once it has.
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.shared.lock().conn.close_info().cloned()
+    }
+
+    /// The negotiated sub-protocol.
+    pub fn protocol(&self) -> Option<String> {
+        self.shared
+            .lock()
+            .conn
+            .selected_protocol()
+            .map(str::to_owned)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.shared.sock.peer_addr()
+    }
+
+    /// Splits into a read half and a write half, usable from different tasks.
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
+        let other = WebSocket {
+            shared: self.shared.clone(),
+            pending_send: None,
+        };
+        (ReadHalf { inner: self }, WriteHalf { inner: other })
+    }
+}
+
+impl ReadHalf {
+    /// See [`WebSocket::recv`].
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.inner.recv().await
+    }
+
+    /// See [`WebSocket::close_info`].
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.inner.close_info()
+    }
+}
+
+impl WriteHalf {
+    /// See [`WebSocket::send`].
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.inner.send(message).await
+    }
+
+    /// See [`WebSocket::ping`].
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.inner.ping(payload).await
+    }
+
+    /// Starts the closing handshake (the read half sees the end). Waits
+    /// until the close frame is written.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        {
+            let mut st = self.inner.shared.lock();
+            let now = self.inner.shared.now();
+            st.conn.close(now, code, reason).map_err(Error::Command)?;
+        }
+        self.inner.shared.flush().await
+    }
+}
+
+// ----- futures Stream / Sink ------------------------------------------------
+
+fn poll_future<T>(cx: &mut Context<'_>, fut: impl std::future::Future<Output = T>) -> Poll<T> {
+    let mut fut = std::pin::pin!(fut);
+    fut.as_mut().poll(cx)
+}
+
+impl futures_core::Stream for WebSocket {
+    type Item = Message;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        // `recv` keeps no state across polls (every wait is a fresh readiness
+        // future), so polling a new one each time is correct.
+        let shared = self.shared.clone();
+        poll_future(cx, async move { shared.recv().await })
+    }
+}
+
+impl futures_core::Stream for ReadHalf {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl futures_sink::Sink<Message> for WebSocket {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.pending_send.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        let shared = self.shared.clone();
+        let Some(message) = self.pending_send.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        // Queue it if there is room now; otherwise keep it and wait for writability.
+        let (kind, payload) = message.into_parts();
+        let mut st = shared.lock();
+        match st.conn.send(shared.now(), kind, payload) {
+            Ok(()) => {
+                drop(st);
+                Poll::Ready(Ok(()))
+            }
+            Err(e) if e.kind == SendErrorKind::QueueFull => {
+                let _ = shared.step(&mut st);
+                drop(st);
+                self.pending_send = Some(Message::from_parts(kind, e.payload));
+                let s2 = shared.clone();
+                match poll_future(cx, async move {
+                    s2.wait(
+                        Want {
+                            read: false,
+                            write: true,
+                            done: false,
+                        },
+                        None,
+                    )
+                    .await
+                }) {
+                    Poll::Ready(()) => {
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Err(e) => Poll::Ready(Err(Error::Send(e.kind))),
+        }
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.pending_send = Some(item);
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.pending_send.is_some() {
+            match self.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+        }
+        let shared = self.shared.clone();
+        poll_future(cx, async move { shared.flush().await })
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match self.as_mut().poll_flush(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let shared = self.shared.clone();
+        poll_future(cx, async move {
+            shared.close(CloseCode::NORMAL, "").await.map(|_| ())
+        })
+    }
+}
+
+impl futures_sink::Sink<Message> for WriteHalf {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.inner).poll_ready(cx)
+    }
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        Pin::new(&mut self.inner).start_send(item)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+// ----- connect / accept -------------------------------------------------------
+
+fn os_rng() -> wsmp_core::connection::Rng {
+    Box::new(rand_core::UnwrapErr(rand_core::OsRng))
+}
+
+/// Opens a TCP connection to `host:port`, trying every resolved address in
+/// order (spec/websocket-peer.md §2.5), with `TCP_NODELAY` on.
+pub(crate) async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, Error> {
+    let mut last = None;
+    let addrs = tokio::net::lookup_host((host, port)).await?;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(sock) => {
+                sock.set_nodelay(true)?;
+                return Ok(sock);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| Error::Resolve(host.to_owned()), Error::Io))
+}
+
+/// Connects to a `ws://` or `wss://` URL and completes the opening
+/// handshake (bounded by `handshake_timeout`, which covers DNS, TCP, TLS
+/// and the upgrade).
+pub async fn connect(url: &str, options: ClientOptions) -> Result<WebSocket, Error> {
+    let epoch = Instant::now();
+    let parsed = wsmp_core::handshake::WsUrl::parse(url)
+        .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Url(e)))?;
+    let timeout = options.config.handshake_timeout;
+    let conn = Connection::client(
+        Arc::new(options.config.clone()),
+        url,
+        Timestamp::ZERO,
+        os_rng(),
+    )
+    .map_err(Error::Client)?;
+    let fut = async {
+        let sock = tcp_connect(parsed.host, parsed.port).await?;
+        let tls = if parsed.secure {
+            client_tls(options.tls.as_ref(), parsed.host)?
+        } else {
+            Tls::None
+        };
+        let ws = WebSocket::new(sock, conn, tls, epoch);
+        ws.shared.handshake(None).await?;
+        Ok(ws)
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "opening handshake timed out",
+        ))),
+    }
+}
+
+/// Runs the server side of the opening handshake on an accepted TCP stream
+/// (TLS first when `options.tls` is set). The handshake timer started when
+/// this is called; call it right after `TcpListener::accept`.
+pub async fn accept(stream: TcpStream, options: ServerOptions) -> Result<WebSocket, Error> {
+    let epoch = Instant::now();
+    stream.set_nodelay(true)?;
+    let admission = if options.admission.is_some() {
+        Admission::Manual
+    } else {
+        Admission::Automatic
+    };
+    let conn = Connection::server(Arc::new(options.config.clone()), Timestamp::ZERO, admission);
+    let tls = match &options.tls {
+        Some(t) => server_tls(t)?,
+        None => Tls::None,
+    };
+    let ws = WebSocket::new(stream, conn, tls, epoch);
+    ws.shared.handshake(options.admission.as_ref()).await?;
+    Ok(ws)
+}
