@@ -961,6 +961,10 @@ impl Shared {
                         }
                         None => {
                             let now = self.clock.now();
+                            // Nothing after a bad id is delivered (nor taken as an id):
+                            // the peer is leaving without ever having joined.
+                            peer.phase = Phase::Gone;
+                            peer.announce = false;
                             let _ = peer.conn.close(now, CloseCode::NORMAL, "invalid id");
                             self.client_failed(ConnectFailure::InvalidId);
                         }
