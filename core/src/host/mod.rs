@@ -530,7 +530,15 @@ impl Host {
     /// True when the peer's connection takes input now (see
     /// [`Connection::can_read`]); false for unknown peers.
     pub fn can_read(&self, id: PeerId) -> bool {
-        self.peers.get(&id).is_some_and(|p| p.conn.can_read())
+        let limits = &self.s.config;
+        self.peers.get(&id).is_some_and(|p| {
+            // The connection un-blocks when its events are taken; the packets
+            // moved into the host's queue still count (module docs: a full
+            // peer is not read until the application reads).
+            p.conn.can_read()
+                && p.unread_bytes + p.conn.unread_bytes() < limits.inbound_buffer_size
+                && p.unread_packets + p.conn.unread_messages() < limits.max_queued_packets
+        })
     }
 
     /// The peer's socket reached end of stream (or failed).
