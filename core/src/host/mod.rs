@@ -123,7 +123,8 @@ pub enum HostEvent {
 pub enum HostSendError {
     /// The host is not CONNECTED (the engine's ERR_UNCONFIGURED).
     NotConnected(Bytes),
-    /// No connected peer has that id (ERR_INVALID_PARAMETER).
+    /// No connected peer has that id, or its connection is already closing
+    /// (ERR_INVALID_PARAMETER).
     UnknownPeer(PeerId, Bytes),
     /// That peer's outbound queue is full (ERR_OUT_OF_MEMORY); the payload
     /// is handed back.
@@ -729,10 +730,15 @@ impl Host {
                         failed: Vec::new(),
                     })
                 }
-                Err(e) if e.kind == SendErrorKind::TooLarge => {
-                    Err(HostSendError::TooLarge(e.payload))
-                }
-                Err(e) => Err(HostSendError::QueueFull(id, e.payload)),
+                Err(e) => Err(match e.kind {
+                    SendErrorKind::TooLarge => HostSendError::TooLarge(e.payload),
+                    SendErrorKind::QueueFull => HostSendError::QueueFull(id, e.payload),
+                    // Closing (a close frame sent or received): no longer a
+                    // peer to send to; retrying would never help.
+                    SendErrorKind::NotOpen | SendErrorKind::WrongRole => {
+                        HostSendError::UnknownPeer(id, e.payload)
+                    }
+                }),
             };
         }
         let except = match target {

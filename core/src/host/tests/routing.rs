@@ -297,3 +297,19 @@ fn packets_stay_readable_after_the_client_loses_the_server() {
     let events = net.client_events(a);
     assert!(matches!(events.as_slice(), [HostEvent::PeerDisconnected { .. }]), "force drops queued output: {events:?}");
 }
+
+#[test]
+fn sending_on_a_closing_connection_is_not_reported_as_queue_full() {
+    let (mut net, [a, ..]) = three();
+    let now = net.now;
+    let c = net.client(a);
+    c.disconnect_peer(now, PeerId::SERVER, false).expect("ok");
+    assert_eq!(c.connection_status(), ConnectionStatus::Connected);
+    assert_eq!(
+        c.send(now, Target::Broadcast, Bytes::from_static(b"late")),
+        Err(HostSendError::UnknownPeer(
+            PeerId::SERVER,
+            Bytes::from_static(b"late")
+        ))
+    );
+}
