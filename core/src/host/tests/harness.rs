@@ -324,7 +324,10 @@ impl Net {
                 progress = true;
             }
         }
-        if link.server_open && !link.client_open && link.to_server.is_empty() && !link.server_eof_sent
+        if link.server_open
+            && !link.client_open
+            && link.to_server.is_empty()
+            && !link.server_eof_sent
         {
             link.server_eof_sent = true;
             let _ = self.server.handle_eof(now, id);
@@ -357,7 +360,8 @@ impl Net {
     /// close.
     fn check_dirty_invariant(&self) {
         for (id, link) in &self.links {
-            if link.server_open && !link.stall_server_write && self.server.connection(*id).is_some() {
+            if link.server_open && !link.stall_server_write && self.server.connection(*id).is_some()
+            {
                 assert_eq!(
                     self.server.transmit_len(*id),
                     0,

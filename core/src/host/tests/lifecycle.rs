@@ -291,10 +291,7 @@ fn refuse_new_connections() {
     let early = net.connect(); // accepted before refusing, handshake not done
     net.server.set_refuse_new_connections(true);
     assert!(net.server.refuse_new_connections());
-    assert_eq!(
-        net.server.accept(net.now, None),
-        Err(AcceptError::Refusing)
-    );
+    assert_eq!(net.server.accept(net.now, None), Err(AcceptError::Refusing));
     net.pump();
     // spec §3.5: a pending handshake that completes while refusing is dropped.
     assert_eq!(net.server.stats().refused, 1);
@@ -302,7 +299,10 @@ fn refuse_new_connections() {
     assert_eq!(net.server.socket_count(), 0);
     let events = net.client_events(early);
     assert!(
-        matches!(events.as_slice(), [HostEvent::ConnectFailed(ConnectFailure::Closed(_))]),
+        matches!(
+            events.as_slice(),
+            [HostEvent::ConnectFailed(ConnectFailure::Closed(_))]
+        ),
         "{events:?}"
     );
     assert_eq!(
@@ -352,7 +352,10 @@ fn manual_admission_accept_and_respond() {
     assert!(!net.link(b).server_open);
     let events = net.client_events(b);
     assert!(
-        matches!(events.as_slice(), [HostEvent::ConnectFailed(ConnectFailure::Closed(_))]),
+        matches!(
+            events.as_slice(),
+            [HostEvent::ConnectFailed(ConnectFailure::Closed(_))]
+        ),
         "{events:?}"
     );
     assert_eq!(net.server.stats().handshake_failures, 1);
@@ -374,7 +377,9 @@ fn server_disconnect_peer_graceful() {
     let b = net.join();
     let _ = net.server_events();
     let _ = net.client_events(a);
-    net.server.disconnect_peer(net.now, a, false).expect("known");
+    net.server
+        .disconnect_peer(net.now, a, false)
+        .expect("known");
     // Emitted at once (the engine: next poll), peer gone from the set.
     let events = net.server_events();
     assert!(
@@ -447,8 +452,12 @@ fn client_disconnect_peer_graceful() {
     let _ = net.client_events(a);
     let now = net.now;
     let c = net.client(a);
-    assert_eq!(c.disconnect_peer(now, PeerId::new(5).expect("id"), false), Err(UnknownPeer(PeerId::new(5).expect("id"))));
-    c.disconnect_peer(now, PeerId::SERVER, false).expect("server");
+    assert_eq!(
+        c.disconnect_peer(now, PeerId::new(5).expect("id"), false),
+        Err(UnknownPeer(PeerId::new(5).expect("id")))
+    );
+    c.disconnect_peer(now, PeerId::SERVER, false)
+        .expect("server");
     // A client reports it when the connection is CLOSED (spec §3.9).
     assert_eq!(c.connection_status(), ConnectionStatus::Connected);
     assert!(c.poll_event().is_none());
@@ -492,7 +501,8 @@ fn client_disconnect_peer_forced_resets_the_client() {
     let _ = net.client_events(a);
     let now = net.now;
     let c = net.client(a);
-    c.disconnect_peer(now, PeerId::SERVER, true).expect("server");
+    c.disconnect_peer(now, PeerId::SERVER, true)
+        .expect("server");
     assert_eq!(c.connection_status(), ConnectionStatus::Disconnected);
     assert_eq!(c.unique_id(), 0);
     assert!(c.poll_event().is_none());
@@ -528,12 +538,18 @@ fn close_is_immediate_and_silent() {
     net.pump();
     assert_eq!(net.server.available_packet_count(), 1);
     net.server.close();
-    assert_eq!(net.server.connection_status(), ConnectionStatus::Disconnected);
+    assert_eq!(
+        net.server.connection_status(),
+        ConnectionStatus::Disconnected
+    );
     assert_eq!(net.server.unique_id(), 0);
     assert_eq!(net.server.available_packet_count(), 0);
     assert!(net.server.poll_event().is_none());
     assert_eq!(net.server.socket_count(), 0);
-    assert_eq!(net.server.accept(net.now, None), Err(AcceptError::NotServer));
+    assert_eq!(
+        net.server.accept(net.now, None),
+        Err(AcceptError::NotServer)
+    );
     assert!(matches!(
         net.server
             .send(net.now, Target::Broadcast, Bytes::from_static(b"x")),
@@ -595,7 +611,10 @@ fn shutdown_closes_every_peer_gracefully() {
     let gone: BTreeSet<PeerId> = events
         .iter()
         .map(|e| match e {
-            HostEvent::PeerDisconnected { peer, info: Some(i) } => {
+            HostEvent::PeerDisconnected {
+                peer,
+                info: Some(i),
+            } => {
                 assert_eq!(i.code, CloseCode::GOING_AWAY);
                 assert!(i.clean);
                 *peer

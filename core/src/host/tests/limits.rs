@@ -35,7 +35,9 @@ fn too_large_is_refused_with_the_payload() {
     );
     // Exactly outbound_buffer_size is fine (max_packet_size is only reported).
     let ok = Bytes::from(vec![2u8; 1000]);
-    net.server.send(now, Target::Peer(a), ok.clone()).expect("fits");
+    net.server
+        .send(now, Target::Peer(a), ok.clone())
+        .expect("fits");
     net.pump();
     assert_eq!(packets(net.client(a)), vec![(PeerId::SERVER, ok)]);
 }
@@ -157,12 +159,20 @@ fn server_backpressure_per_peer() {
     let _ = net.server_events();
     let now = net.now;
     // a sends 30 × 100 bytes: only ~1000 bytes / 8 packets fit unread.
-    send_all(&mut net, Some(a), PeerId::SERVER, (0..30u8).map(|i| Bytes::from(vec![i; 100])).collect());
+    send_all(
+        &mut net,
+        Some(a),
+        PeerId::SERVER,
+        (0..30u8).map(|i| Bytes::from(vec![i; 100])).collect(),
+    );
     net.pump();
     let held = net.server.available_packet_count();
     assert!((1..=8).contains(&held), "{held}");
     assert!(!net.server.can_read(a), "a full peer is not read");
-    assert!(!net.link(a).to_server.is_empty(), "the rest waits in the socket");
+    assert!(
+        !net.link(a).to_server.is_empty(),
+        "the rest waits in the socket"
+    );
     // b is not affected by a being full.
     assert!(net.server.can_read(b));
     net.client(b)
@@ -194,7 +204,12 @@ fn client_backpressure() {
     let mut net = Net::new(small_inbound());
     let a = net.join();
     let _ = net.client_events(a);
-    send_all(&mut net, None, a, (0..30u8).map(|i| Bytes::from(vec![i; 100])).collect());
+    send_all(
+        &mut net,
+        None,
+        a,
+        (0..30u8).map(|i| Bytes::from(vec![i; 100])).collect(),
+    );
     net.pump();
     let c = net.client(a);
     let held = c.available_packet_count();
@@ -219,7 +234,12 @@ fn client_backpressure() {
 fn backpressure_by_packet_count() {
     let mut net = Net::new(small_inbound());
     let a = net.join();
-    send_all(&mut net, Some(a), PeerId::SERVER, (0..20u8).map(|i| Bytes::from(vec![i])).collect());
+    send_all(
+        &mut net,
+        Some(a),
+        PeerId::SERVER,
+        (0..20u8).map(|i| Bytes::from(vec![i])).collect(),
+    );
     net.pump();
     assert_eq!(net.server.available_packet_count(), 8);
     assert!(!net.server.can_read(a));

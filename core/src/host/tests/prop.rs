@@ -76,7 +76,10 @@ fn seq_of(data: &Bytes) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&data[..8]);
     let seq = u64::from_le_bytes(b);
-    assert!(data[8..].iter().all(|&x| x == (seq % 251) as u8), "payload intact");
+    assert!(
+        data[8..].iter().all(|&x| x == (seq % 251) as u8),
+        "payload intact"
+    );
     seq
 }
 
@@ -99,7 +102,11 @@ impl World {
             let Some((from, data)) = self.net.server.get_packet() else {
                 break;
             };
-            self.model.get_mut(&from).expect("known sender").rx_c2s.push(seq_of(&data));
+            self.model
+                .get_mut(&from)
+                .expect("known sender")
+                .rx_c2s
+                .push(seq_of(&data));
         }
     }
 
@@ -109,7 +116,11 @@ impl World {
                 break;
             };
             assert_eq!(from, PeerId::SERVER);
-            self.model.get_mut(&id).expect("link").rx_s2c.push(seq_of(&data));
+            self.model
+                .get_mut(&id)
+                .expect("link")
+                .rx_s2c
+                .push(seq_of(&data));
         }
     }
 
@@ -136,7 +147,10 @@ impl World {
                     matches!(
                         e,
                         HostEvent::PeerConnected(PeerId::SERVER)
-                            | HostEvent::PeerDisconnected { peer: PeerId::SERVER, .. }
+                            | HostEvent::PeerDisconnected {
+                                peer: PeerId::SERVER,
+                                ..
+                            }
                     ),
                     "unexpected client event {e:?}"
                 );
@@ -152,7 +166,9 @@ impl World {
                 assert!(self.model.insert(id, Model::default()).is_none());
             }
             Op::ServerSend { kind, idx, len } => {
-                let Some(id) = pick(&self.net, idx) else { return };
+                let Some(id) = pick(&self.net, idx) else {
+                    return;
+                };
                 let target = match kind {
                     0 => Target::Peer(id),
                     1 => Target::Broadcast,
@@ -183,7 +199,9 @@ impl World {
                 }
             }
             Op::ClientSend { idx, len } => {
-                let Some(id) = pick(&self.net, idx) else { return };
+                let Some(id) = pick(&self.net, idx) else {
+                    return;
+                };
                 self.seq += 1;
                 let r = self
                     .net
@@ -192,13 +210,19 @@ impl World {
                 match r {
                     Ok(report) => {
                         assert_eq!(report.delivered, 1);
-                        self.model.get_mut(&id).expect("link").acc_c2s.push(self.seq);
+                        self.model
+                            .get_mut(&id)
+                            .expect("link")
+                            .acc_c2s
+                            .push(self.seq);
                     }
                     Err(e) => assert_eq!(e.into_payload(), payload(self.seq, len)),
                 }
             }
             Op::ServerDisconnect { idx, force } => {
-                let Some(id) = pick(&self.net, idx) else { return };
+                let Some(id) = pick(&self.net, idx) else {
+                    return;
+                };
                 if self.net.server.disconnect_peer(now, id, force).is_ok() {
                     let m = self.model.get_mut(&id).expect("link");
                     // Packets from the client still in flight are dropped.
@@ -209,15 +233,25 @@ impl World {
                 }
             }
             Op::ClientDisconnect { idx, force } => {
-                let Some(id) = pick(&self.net, idx) else { return };
-                if self.net.client(id).disconnect_peer(now, PeerId::SERVER, force).is_ok() && force {
+                let Some(id) = pick(&self.net, idx) else {
+                    return;
+                };
+                if self
+                    .net
+                    .client(id)
+                    .disconnect_peer(now, PeerId::SERVER, force)
+                    .is_ok()
+                    && force
+                {
                     let m = self.model.get_mut(&id).expect("link");
                     m.freeze_s2c();
                     m.freeze_c2s();
                 }
             }
             Op::ClientClose { idx } => {
-                let Some(id) = pick(&self.net, idx) else { return };
+                let Some(id) = pick(&self.net, idx) else {
+                    return;
+                };
                 self.net.client(id).close();
                 let m = self.model.get_mut(&id).expect("link");
                 m.freeze_s2c();
@@ -292,8 +326,16 @@ fn run(ops: Vec<Op>) {
     }
     w.finish();
     if std::env::var("WSMP_PROP_DEBUG").is_ok() {
-        let rx: usize = w.model.values().map(|m| m.rx_s2c.len() + m.rx_c2s.len()).sum();
-        let acc: usize = w.model.values().map(|m| m.acc_s2c.len() + m.acc_c2s.len()).sum();
+        let rx: usize = w
+            .model
+            .values()
+            .map(|m| m.rx_s2c.len() + m.rx_c2s.len())
+            .sum();
+        let acc: usize = w
+            .model
+            .values()
+            .map(|m| m.acc_s2c.len() + m.acc_c2s.len())
+            .sum();
         std::eprintln!("received {rx} of {acc}");
     }
 }
@@ -314,11 +356,29 @@ fn prop_regression_busy_peer() {
         Join,
         Join,
         ClientSend { idx: 0, len: 10 },
-        ServerSend { kind: 1, idx: 0, len: 299 },
-        ServerSend { kind: 2, idx: 1, len: 5 },
-        ClientDisconnect { idx: 0, force: false },
-        ServerSend { kind: 0, idx: 0, len: 1 },
-        ServerDisconnect { idx: 1, force: false },
+        ServerSend {
+            kind: 1,
+            idx: 0,
+            len: 299
+        },
+        ServerSend {
+            kind: 2,
+            idx: 1,
+            len: 5
+        },
+        ClientDisconnect {
+            idx: 0,
+            force: false
+        },
+        ServerSend {
+            kind: 0,
+            idx: 0,
+            len: 1
+        },
+        ServerDisconnect {
+            idx: 1,
+            force: false
+        },
         ClientSend { idx: 1, len: 7 },
         Advance { ms: 10 },
         ServerRead { n: 1 },

@@ -31,7 +31,13 @@ fn server_routes_to_one_all_and_all_but_one() {
         .server
         .send(now, Target::Peer(b), Bytes::from_static(b"to-b"))
         .expect("sent");
-    assert_eq!(r, SendReport { delivered: 1, failed: vec![] });
+    assert_eq!(
+        r,
+        SendReport {
+            delivered: 1,
+            failed: vec![]
+        }
+    );
     let r = net
         .server
         .send(now, Target::Broadcast, Bytes::from_static(b"all"))
@@ -44,7 +50,8 @@ fn server_routes_to_one_all_and_all_but_one() {
         .put_packet(now, Bytes::from_static(b"not-a"))
         .expect("sent");
     assert_eq!(r.delivered, 2);
-    net.server.set_target_peer(Target::from_godot(c.get()).expect("target"));
+    net.server
+        .set_target_peer(Target::from_godot(c.get()).expect("target"));
     net.server
         .put_packet(now, Bytes::from_static(b"to-c"))
         .expect("sent");
@@ -91,7 +98,8 @@ fn server_errors_unknown_peer_and_not_connected() {
     // A pending peer is not a target either.
     let p = net.connect();
     assert!(matches!(
-        net.server.send(now, Target::Peer(p), Bytes::from_static(b"x")),
+        net.server
+            .send(now, Target::Peer(p), Bytes::from_static(b"x")),
         Err(HostSendError::UnknownPeer(..))
     ));
     let r = net
@@ -120,15 +128,24 @@ fn client_always_sends_to_the_server() {
     let (mut net, [a, b, _]) = three();
     let now = net.now;
     let c = net.client(a);
-    for (i, t) in [Target::Peer(b), Target::Broadcast, Target::AllExcept(PeerId::SERVER)]
-        .into_iter()
-        .enumerate()
+    for (i, t) in [
+        Target::Peer(b),
+        Target::Broadcast,
+        Target::AllExcept(PeerId::SERVER),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let r = c.send(now, t, Bytes::from(vec![i as u8; 3])).expect("sent");
         assert_eq!(r.delivered, 1);
     }
-    c.send_message(now, Target::Broadcast, MessageKind::Text, Bytes::from_static(b"txt"))
-        .expect("sent");
+    c.send_message(
+        now,
+        Target::Broadcast,
+        MessageKind::Text,
+        Bytes::from_static(b"txt"),
+    )
+    .expect("sent");
     net.pump();
     assert_eq!(net.server.available_packet_count(), 4);
     assert_eq!(net.server.packet_peer(), Some(a));
@@ -142,7 +159,10 @@ fn client_always_sends_to_the_server() {
             (a, Bytes::from_static(b"txt")),
         ]
     );
-    assert!(packets(net.client(b)).is_empty(), "no cross-client routing here");
+    assert!(
+        packets(net.client(b)).is_empty(),
+        "no cross-client routing here"
+    );
     assert_eq!(net.server.packet_peer(), None);
     assert_eq!(net.server.available_packet_count(), 0);
 }
@@ -162,7 +182,10 @@ fn events_interleave_packets_and_signals_in_order() {
         events,
         vec![
             HostEvent::PeerConnected(a),
-            HostEvent::Packet { from: a, data: Bytes::from_static(b"1") },
+            HostEvent::Packet {
+                from: a,
+                data: Bytes::from_static(b"1")
+            },
             HostEvent::PeerConnected(b),
         ]
     );
@@ -180,7 +203,10 @@ fn empty_messages_are_discarded() {
         .send(now, Target::Broadcast, Bytes::from_static(b"after"))
         .expect("sent");
     net.pump();
-    assert_eq!(packets(&mut net.server), vec![(a, Bytes::from_static(b"after"))]);
+    assert_eq!(
+        packets(&mut net.server),
+        vec![(a, Bytes::from_static(b"after"))]
+    );
     assert_eq!(net.server.stats().empty_discarded, 1);
 }
 
@@ -237,7 +263,11 @@ fn packets_stay_readable_after_the_server_sees_a_disconnect() {
     assert!(!net.link(a).server_open);
     let events = net.server_events();
     let n = events.len();
-    assert!(matches!(&events[n - 1], HostEvent::PeerDisconnected { peer, .. } if *peer == a) || matches!(&events[n - 2], HostEvent::PeerDisconnected { peer, .. } if *peer == a), "{events:?}");
+    assert!(
+        matches!(&events[n - 1], HostEvent::PeerDisconnected { peer, .. } if *peer == a)
+            || matches!(&events[n - 2], HostEvent::PeerDisconnected { peer, .. } if *peer == a),
+        "{events:?}"
+    );
     // Same thing, but reading packets only after the disconnect was seen.
     let (mut net, [a, ..]) = three();
     for i in 0..3u8 {
@@ -259,7 +289,9 @@ fn packets_stay_readable_after_the_server_sees_a_disconnect() {
     assert_eq!(net.server.available_packet_count(), 3);
     assert_eq!(
         packets(&mut net.server),
-        (0..3u8).map(|i| (a, Bytes::from(vec![i; 2]))).collect::<Vec<_>>()
+        (0..3u8)
+            .map(|i| (a, Bytes::from(vec![i; 2])))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -295,7 +327,10 @@ fn packets_stay_readable_after_the_client_loses_the_server() {
     net.server.disconnect_peer(net.now, a, true).expect("ok");
     net.pump();
     let events = net.client_events(a);
-    assert!(matches!(events.as_slice(), [HostEvent::PeerDisconnected { .. }]), "force drops queued output: {events:?}");
+    assert!(
+        matches!(events.as_slice(), [HostEvent::PeerDisconnected { .. }]),
+        "force drops queued output: {events:?}"
+    );
 }
 
 #[test]
