@@ -125,7 +125,8 @@ pub enum HostEvent {
 pub enum HostSendError {
     /// The host is not CONNECTED (the engine's ERR_UNCONFIGURED).
     NotConnected(Bytes),
-    /// No connected peer has that id (ERR_INVALID_PARAMETER).
+    /// No connected peer has that id, or its connection is already closing
+    /// (ERR_INVALID_PARAMETER).
     UnknownPeer(PeerId, Bytes),
     /// That peer's outbound queue is full (ERR_OUT_OF_MEMORY); the payload
     /// is handed back.
@@ -534,7 +535,15 @@ impl Host {
     /// True when the peer's connection takes input now (see
     /// [`Connection::can_read`]); false for unknown peers.
     pub fn can_read(&self, id: PeerId) -> bool {
-        self.peers.get(&id).is_some_and(|p| p.conn.can_read())
+        let limits = &self.s.config;
+        self.peers.get(&id).is_some_and(|p| {
+            // The connection un-blocks when its events are taken; the packets
+            // moved into the host's queue still count (module docs: a full
+            // peer is not read until the application reads).
+            p.conn.can_read()
+                && p.unread_bytes + p.conn.unread_bytes() < limits.inbound_buffer_size
+                && p.unread_packets + p.conn.unread_messages() < limits.max_queued_packets
+        })
     }
 
     /// The peer's socket reached end of stream (or failed).
@@ -725,10 +734,15 @@ impl Host {
                         failed: Vec::new(),
                     })
                 }
-                Err(e) if e.kind == SendErrorKind::TooLarge => {
-                    Err(HostSendError::TooLarge(e.payload))
-                }
-                Err(e) => Err(HostSendError::QueueFull(id, e.payload)),
+                Err(e) => Err(match e.kind {
+                    SendErrorKind::TooLarge => HostSendError::TooLarge(e.payload),
+                    SendErrorKind::QueueFull => HostSendError::QueueFull(id, e.payload),
+                    // Closing (a close frame sent or received): no longer a
+                    // peer to send to; retrying would never help.
+                    SendErrorKind::NotOpen | SendErrorKind::WrongRole => {
+                        HostSendError::UnknownPeer(id, e.payload)
+                    }
+                }),
             };
         }
         let except = match target {
@@ -980,6 +994,10 @@ impl Shared {
                         }
                         None => {
                             let now = self.clock.now();
+                            // Nothing after a bad id is delivered (nor taken as an id):
+                            // the peer is leaving without ever having joined.
+                            peer.phase = Phase::Gone;
+                            peer.announce = false;
                             let _ = peer.conn.close(now, CloseCode::NORMAL, "invalid id");
                             self.client_failed(ConnectFailure::InvalidId);
                         }

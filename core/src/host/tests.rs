@@ -1,1 +1,8 @@
+//! Host tests: an in-memory network of one server [`Host`] and many client
+//! hosts, wired by byte pipes and stepped on a virtual clock.
 
+mod harness;
+mod lifecycle;
+mod limits;
+mod prop;
+mod routing;
