@@ -112,11 +112,12 @@ pub fn connect(url: &str, options: ClientOptions) -> Result<WebSocket, Error> {
             Err(e) => last_error = Some(e),
         }
     }
-    let tcp = tcp.ok_or_else(|| {
-        Error::Connect(last_error.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "the host has no address")
-        }))
-    })?;
+    let tcp =
+        tcp.ok_or_else(|| {
+            Error::Connect(last_error.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "the host has no address")
+            }))
+        })?;
     let _ = tcp.set_nodelay(true);
     let stream = match tls {
         Some((config, name)) => {
@@ -364,7 +365,11 @@ impl WebSocket {
                 self.conn.abort(now);
                 return Ok(());
             }
-            std::thread::sleep(remaining(self.clock.instant(core_deadline.unwrap_or(now)).unwrap_or_else(Instant::now)));
+            std::thread::sleep(remaining(
+                self.clock
+                    .instant(core_deadline.unwrap_or(now))
+                    .unwrap_or_else(Instant::now),
+            ));
             return Ok(());
         }
         let core_instant = core_deadline.and_then(|t| self.clock.instant(t));

@@ -160,7 +160,10 @@ impl std::error::Error for PeerError {
 
 /// Maps a socket error: rustls errors surface as `InvalidData` wrapping a `rustls::Error`.
 pub(crate) fn from_io(e: io::Error) -> Error {
-    if e.get_ref().and_then(|r| r.downcast_ref::<rustls::Error>()).is_some() {
+    if e.get_ref()
+        .and_then(|r| r.downcast_ref::<rustls::Error>())
+        .is_some()
+    {
         if let Some(inner) = e.into_inner() {
             if let Ok(tls) = inner.downcast::<rustls::Error>() {
                 return Error::Tls(*tls);

@@ -49,7 +49,7 @@ mod stream;
 
 pub use blocking::{accept, connect, ClientOptions, ServerOptions, WebSocket};
 pub use error::{Direction, Error, PeerError};
-// pub use peer::{MultiplayerPeer, Packet};
+pub use peer::{MultiplayerPeer, Packet};
 
 pub use wsmp_core::{
     CloseCode, Config, ConnectionStatus, HostEvent, Message, MessageKind, PeerId, Target,

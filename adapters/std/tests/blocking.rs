@@ -135,7 +135,10 @@ fn server_handshake_timeout() {
         other => panic!("{other:?}"),
     }
     let e = t.elapsed();
-    assert!(e >= Duration::from_millis(280) && e < Duration::from_secs(2), "{e:?}");
+    assert!(
+        e >= Duration::from_millis(280) && e < Duration::from_secs(2),
+        "{e:?}"
+    );
     // The socket was closed.
     let mut silent = silent;
     silent
@@ -225,7 +228,10 @@ fn wss_trusted_ca() {
     // The server's default 64 KiB limit refuses 1 MiB with 1009 and closes the socket, so the
     // write may fail part-way (broken pipe); either way the connection ends.
     let sent = ws.send_binary(big.clone());
-    assert!(matches!(sent, Ok(()) | Err(Error::Io(_)) | Err(Error::Tls(_))), "{sent:?}");
+    assert!(
+        matches!(sent, Ok(()) | Err(Error::Io(_)) | Err(Error::Tls(_))),
+        "{sent:?}"
+    );
     match ws.recv() {
         Err(Error::Closed(info)) => {
             if sent.is_ok() {
