@@ -248,7 +248,7 @@ fn two_hundred_clients_routing() {
                 })
                 .collect();
             let mut got: Vec<Vec<Vec<u8>>> = vec![Vec::new(); PER_THREAD];
-            let mut sent = vec![false; PER_THREAD];
+            let mut sent = [false; PER_THREAD];
             let t = Instant::now();
             loop {
                 assert!(t.elapsed() < Duration::from_secs(30), "client timeout");
@@ -460,41 +460,52 @@ fn idle_poll_cpu_256_peers() {
         thread::sleep(Duration::from_millis(1));
     }
     while s.poll_signal().is_some() {}
-    let seconds = 3.0;
-    let (cpu, polls) = measure_thread_cpu(|| {
-        let start = Instant::now();
-        let mut polls = 0u32;
-        let frame = Duration::from_micros(16_667);
-        let mut next = start + frame;
-        while start.elapsed().as_secs_f64() < seconds {
-            s.poll();
-            while s.get_packet().is_some() {}
-            polls += 1;
-            thread::sleep(next.saturating_duration_since(Instant::now()));
-            next += frame;
-        }
-        polls
-    });
-    let percent = cpu.as_secs_f64() / seconds * 100.0;
+    let seconds: f64 = std::env::var("WSMP_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let mut game_loop = |with_poll: bool| {
+        measure_thread_cpu(|| {
+            let start = Instant::now();
+            let mut polls = 0u32;
+            let frame = Duration::from_micros(16_667);
+            let mut next = start + frame;
+            while start.elapsed().as_secs_f64() < seconds {
+                if with_poll {
+                    s.poll();
+                    while s.get_packet().is_some() {}
+                }
+                polls += 1;
+                thread::sleep(next.saturating_duration_since(Instant::now()));
+                next += frame;
+            }
+            polls
+        })
+    };
+    // The same 60 Hz loop without poll(): the cost of sleeping and waking up.
+    let (base, _) = game_loop(false);
+    let (cpu, polls) = game_loop(true);
+    let poll_cpu = cpu.saturating_sub(base);
     println!(
-        "idle poll(): {N} peers, {polls} polls in {seconds} s, CPU {:.3} ms = {percent:.2}% of a core, {:.1} µs per poll",
+        "idle poll(): {N} peers, {polls} polls in {seconds} s: loop CPU {:.2} ms ({:.2}% of a core), \
+         of which poll() {:.2} ms ({:.3}% of a core, {:.1} µs per poll); sleep/wake baseline {:.2} ms",
         cpu.as_secs_f64() * 1e3,
-        cpu.as_secs_f64() * 1e6 / f64::from(polls.max(1))
+        cpu.as_secs_f64() / seconds * 100.0,
+        poll_cpu.as_secs_f64() * 1e3,
+        poll_cpu.as_secs_f64() / seconds * 100.0,
+        poll_cpu.as_secs_f64() * 1e6 / f64::from(polls.max(1)),
+        base.as_secs_f64() * 1e3,
     );
     stop_tx.send(()).unwrap();
     clients.join().unwrap();
 }
 
-/// CPU time (user + system) of the calling thread spent in `f`, from /proc (Linux).
+/// CPU time of the calling thread spent in `f` (Linux: /proc/thread-self/schedstat, in ns).
 fn measure_thread_cpu<R>(f: impl FnOnce() -> R) -> (Duration, R) {
     fn read() -> Option<Duration> {
-        // Fields 14 and 15 of /proc/thread-self/stat: utime, stime in clock ticks (100 Hz).
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-        let after = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let utime: u64 = fields.get(11)?.parse().ok()?;
-        let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some(Duration::from_millis((utime + stime) * 10))
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(ns))
     }
     let before = read().unwrap_or_default();
     let r = f();
