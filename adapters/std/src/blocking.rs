@@ -402,8 +402,16 @@ impl WebSocket {
                     Ok(())
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                // TLS: the peer closed TCP without close_notify; the same as end of stream.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                // TLS: the peer closed TCP without close_notify; or the peer reset the
+                // connection. Either way the stream has ended: the core reports how.
                 self.eof = true;
                 self.conn.handle_eof(self.clock.now());
                 Ok(())

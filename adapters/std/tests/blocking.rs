@@ -227,16 +227,18 @@ fn wss_trusted_ca() {
     let big = vec![0x5au8; 1 << 20];
     // The server's default 64 KiB limit refuses 1 MiB with 1009 and closes the socket, so the
     // write may fail part-way (broken pipe); either way the connection ends.
-    let sent = ws.send_binary(big.clone());
+    let sent = ws.send_binary(big);
     assert!(
         matches!(sent, Ok(()) | Err(Error::Io(_)) | Err(Error::Tls(_))),
         "{sent:?}"
     );
     match ws.recv() {
         Err(Error::Closed(info)) => {
-            if sent.is_ok() {
-                assert_eq!(info.code, CloseCode::MESSAGE_TOO_BIG)
-            }
+            // 1009, or 1006 when the server's reset overtook its close frame.
+            assert!(
+                info.code == CloseCode::MESSAGE_TOO_BIG || info.code == CloseCode::ABNORMAL,
+                "{info:?}"
+            );
         }
         other => panic!("{other:?}"),
     }
