@@ -1,0 +1,514 @@
+//! The poll-driven multiplayer peer over real sockets on 127.0.0.1.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wsmp_core::host::HostSendError;
+use wsmp_std::{
+    Config, ConnectionStatus, HostEvent, MultiplayerPeer, PeerId, Target, TlsClientOptions,
+    TlsServerOptions,
+};
+use wsmp_tls::testing::TestCerts;
+
+fn server(config: Config, tls: Option<TlsServerOptions>) -> (MultiplayerPeer, u16) {
+    let mut s = MultiplayerPeer::with_config(config);
+    s.create_server(0, "127.0.0.1", tls).unwrap();
+    assert_eq!(s.get_connection_status(), ConnectionStatus::Connected);
+    assert_eq!(s.get_unique_id(), 1);
+    assert!(s.is_server());
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+/// Polls every peer until `done` or `limit`; panics on timeout.
+fn pump(
+    peers: &mut [&mut MultiplayerPeer],
+    limit: Duration,
+    mut done: impl FnMut(&mut [&mut MultiplayerPeer]) -> bool,
+) {
+    let t = Instant::now();
+    while !done(peers) {
+        assert!(t.elapsed() < limit, "timed out");
+        for p in peers.iter_mut() {
+            p.poll();
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn signals(p: &mut MultiplayerPeer) -> Vec<HostEvent> {
+    std::iter::from_fn(|| p.poll_signal()).collect()
+}
+
+#[test]
+fn one_client_round_trip() {
+    let (mut s, port) = server(Config::default(), None);
+    let mut c = MultiplayerPeer::new();
+    c.create_client(&format!("ws://127.0.0.1:{port}/"), None)
+        .unwrap();
+    assert_eq!(c.get_connection_status(), ConnectionStatus::Connecting);
+    assert_eq!(c.get_unique_id(), 0);
+    let mut s_events = Vec::new();
+    let mut c_events = Vec::new();
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        s_events.extend(signals(p[0]));
+        c_events.extend(signals(p[1]));
+        !s_events.is_empty() && !c_events.is_empty()
+    });
+    let HostEvent::PeerConnected(cid) = s_events[0].clone() else {
+        panic!("{s_events:?}")
+    };
+    assert_eq!(c_events, vec![HostEvent::PeerConnected(PeerId::SERVER)]);
+    assert_eq!(c.get_unique_id(), cid.get());
+    assert_eq!(c.get_connection_status(), ConnectionStatus::Connected);
+    assert_eq!(s.get_peer_address(cid), Some("127.0.0.1".parse().unwrap()));
+    assert!(s.get_peer_port(cid).unwrap() > 0);
+    assert_eq!(s.get_peer_port(PeerId::new(12345).unwrap()), None);
+
+    // client → server (target ignored on a client).
+    c.set_target_peer(Target::Peer(PeerId::new(99).unwrap()));
+    c.put_packet(&b"hello"[..]).unwrap();
+    c.flush();
+    let mut got = None;
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        if p[0].get_available_packet_count() > 0 {
+            assert_eq!(p[0].get_packet_peer(), cid);
+            got = p[0].get_packet();
+        }
+        got.is_some()
+    });
+    let got = got.unwrap();
+    assert_eq!(got.from, cid);
+    assert_eq!(&got.data[..], b"hello");
+    // server → client.
+    s.set_target_peer(Target::Peer(cid));
+    s.put_packet(vec![1u8, 2, 3]).unwrap();
+    let mut got = None;
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        got = got.take().or_else(|| p[1].get_packet());
+        got.is_some()
+    });
+    let got = got.unwrap();
+    assert_eq!(got.from, PeerId::SERVER);
+    assert_eq!(&got.data[..], &[1, 2, 3]);
+    // Unknown target is an error.
+    s.set_target_peer(Target::Peer(PeerId::new(5).unwrap()));
+    assert!(matches!(
+        s.put_packet(vec![1u8]),
+        Err(HostSendError::UnknownPeer(..))
+    ));
+
+    // Server disconnects the client: both sides report it.
+    s.disconnect_peer(cid, false).unwrap();
+    let mut s_events = Vec::new();
+    let mut c_events = Vec::new();
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        s_events.extend(signals(p[0]));
+        c_events.extend(signals(p[1]));
+        !c_events.is_empty() && p[0].socket_count() == 0
+    });
+    assert!(matches!(s_events[..], [HostEvent::PeerDisconnected { peer, .. }] if peer == cid));
+    assert!(
+        matches!(c_events[..], [HostEvent::PeerDisconnected { peer, .. }] if peer == PeerId::SERVER)
+    );
+    assert_eq!(c.get_connection_status(), ConnectionStatus::Disconnected);
+    assert_eq!(c.get_unique_id(), 0);
+    // A disconnected client can connect again.
+    c.create_client(&format!("ws://localhost:{port}/"), None)
+        .unwrap();
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        p[1].get_connection_status() == ConnectionStatus::Connected
+    });
+    // The server is in use.
+    assert!(s.create_server(0, "127.0.0.1", None).is_err());
+    s.close();
+    assert_eq!(s.get_connection_status(), ConnectionStatus::Disconnected);
+    assert_eq!(s.get_unique_id(), 0);
+    pump(&mut [&mut c], Duration::from_secs(5), |p| {
+        p[0].get_connection_status() == ConnectionStatus::Disconnected
+    });
+}
+
+#[test]
+fn client_connect_failure_and_bad_arguments() {
+    let mut c = MultiplayerPeer::new();
+    assert!(c.create_client("http://127.0.0.1:1/", None).is_err());
+    let mut s = MultiplayerPeer::new();
+    assert!(s.create_server(0, "not an ip", None).is_err());
+    // Nothing listens on this port.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    c.create_client(&format!("ws://127.0.0.1:{port}/"), None)
+        .unwrap();
+    let mut events = Vec::new();
+    pump(&mut [&mut c], Duration::from_secs(5), |p| {
+        events.extend(signals(p[0]));
+        p[0].get_connection_status() == ConnectionStatus::Disconnected
+    });
+    assert!(
+        matches!(events[..], [HostEvent::ConnectFailed(_)]),
+        "{events:?}"
+    );
+    assert!(
+        c.last_error().unwrap().contains("connect"),
+        "{:?}",
+        c.last_error()
+    );
+}
+
+#[test]
+fn pending_peer_handshake_timeout() {
+    let config = Config {
+        handshake_timeout: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let (mut s, port) = server(config, None);
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let t = Instant::now();
+    let mut closed = false;
+    pump(&mut [&mut s], Duration::from_secs(3), |p| {
+        let mut b = [0u8; 8];
+        closed = matches!(silent.read(&mut b), Ok(0) | Err(_))
+            && t.elapsed() > Duration::from_millis(250)
+            && p[0].socket_count() == 0;
+        closed
+    });
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(s.host().unwrap().stats().handshake_timeouts, 1);
+    assert!(signals(&mut s).is_empty());
+}
+
+#[test]
+fn stalled_peer_gets_queue_full() {
+    let (mut s, port) = server(Config::default(), None);
+    // A raw client that completes the handshake and then never reads.
+    let mut raw = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    raw.write_all(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut id = None;
+    pump(&mut [&mut s], Duration::from_secs(5), |p| {
+        if let Some(HostEvent::PeerConnected(i)) = p[0].poll_signal() {
+            id = Some(i);
+        }
+        id.is_some()
+    });
+    s.set_target_peer(Target::Peer(id.unwrap()));
+    let packet = vec![0u8; 60_000];
+    let mut sent = 0usize;
+    let t = Instant::now();
+    loop {
+        assert!(t.elapsed() < Duration::from_secs(10), "never refused");
+        match s.put_packet(packet.clone()) {
+            Ok(_) => sent += 1,
+            Err(HostSendError::QueueFull(_, payload)) => {
+                assert_eq!(payload.len(), 60_000);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        s.poll();
+    }
+    // The socket buffers took some, the queue holds at most outbound_buffer_size.
+    assert!(sent >= 1);
+    let queued = s.host().unwrap().transmit_len(id.unwrap());
+    assert!(queued <= 65_535 + 16 + 200, "{queued}");
+    drop(raw);
+}
+
+#[test]
+fn two_hundred_clients_routing() {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 25;
+    const N: usize = THREADS * PER_THREAD;
+    let (mut s, port) = server(Config::default(), None);
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (tx, rx) = mpsc::channel::<Vec<(i32, Vec<Vec<u8>>)>>();
+    let mut handles = Vec::new();
+    for _ in 0..THREADS {
+        let url = url.clone();
+        let tx = tx.clone();
+        handles.push(thread::spawn(move || {
+            let mut clients: Vec<MultiplayerPeer> = (0..PER_THREAD)
+                .map(|_| {
+                    let mut c = MultiplayerPeer::new();
+                    c.create_client(&url, None).unwrap();
+                    c
+                })
+                .collect();
+            let mut got: Vec<Vec<Vec<u8>>> = vec![Vec::new(); PER_THREAD];
+            let mut sent = [false; PER_THREAD];
+            let t = Instant::now();
+            loop {
+                assert!(t.elapsed() < Duration::from_secs(30), "client timeout");
+                let mut done = 0;
+                for (i, c) in clients.iter_mut().enumerate() {
+                    c.poll();
+                    while let Some(p) = c.get_packet() {
+                        assert_eq!(p.from, PeerId::SERVER);
+                        got[i].push(p.data.to_vec());
+                    }
+                    if got[i].last().is_some_and(|m| m == b"end") {
+                        if !sent[i] {
+                            let id = c.get_unique_id();
+                            c.put_packet(id.to_le_bytes().to_vec()).unwrap();
+                            c.flush();
+                            sent[i] = true;
+                        }
+                        done += 1;
+                    }
+                }
+                if done == PER_THREAD {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            // Let the last packets go out.
+            for _ in 0..50 {
+                for c in clients.iter_mut() {
+                    c.poll();
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            let ids: Vec<i32> = clients.iter().map(|c| c.get_unique_id()).collect();
+            tx.send(ids.into_iter().zip(got).collect()).unwrap();
+            // Keep the connections until the server has read everything.
+            thread::sleep(Duration::from_millis(500));
+        }));
+    }
+    drop(tx);
+    let mut connected = Vec::new();
+    let t = Instant::now();
+    while connected.len() < N {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "only {} connected",
+            connected.len()
+        );
+        s.poll();
+        while let Some(e) = s.poll_signal() {
+            if let HostEvent::PeerConnected(id) = e {
+                connected.push(id);
+            }
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(s.connected_peers().len(), N);
+    let excluded = connected[0];
+    for &id in &connected {
+        s.set_target_peer(Target::Peer(id));
+        let mut p = id.get().to_le_bytes().to_vec();
+        p.push(b'p');
+        s.put_packet(p).unwrap();
+    }
+    s.set_target_peer(Target::Broadcast);
+    let report = s.put_packet(&b"all"[..]).unwrap();
+    assert_eq!(report.delivered, N);
+    s.set_target_peer(Target::AllExcept(excluded));
+    let report = s.put_packet(&b"but"[..]).unwrap();
+    assert_eq!(report.delivered, N - 1);
+    s.set_target_peer(Target::Broadcast);
+    s.put_packet(&b"end"[..]).unwrap();
+    let mut from_clients = Vec::new();
+    let t = Instant::now();
+    while from_clients.len() < N {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "got {} packets",
+            from_clients.len()
+        );
+        s.poll();
+        while let Some(p) = s.get_packet() {
+            assert_eq!(
+                &p.data[..],
+                &p.from.get().to_le_bytes()[..],
+                "packet from the right peer"
+            );
+            from_clients.push(p.from);
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    from_clients.sort();
+    connected.sort();
+    assert_eq!(from_clients, connected);
+    let mut results = Vec::new();
+    for r in rx {
+        results.extend(r);
+    }
+    assert_eq!(results.len(), N);
+    for (id, got) in results {
+        let mut own = id.to_le_bytes().to_vec();
+        own.push(b'p');
+        let expected: Vec<Vec<u8>> = if id == excluded.get() {
+            vec![own, b"all".to_vec(), b"end".to_vec()]
+        } else {
+            vec![own, b"all".to_vec(), b"but".to_vec(), b"end".to_vec()]
+        };
+        assert_eq!(got, expected, "client {id}");
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn wss_poll_peers() {
+    let certs = TestCerts::generate();
+    let tls = |chain: &str, key: &str| {
+        Some(TlsServerOptions::from_pem(chain.as_bytes(), key.as_bytes()).unwrap())
+    };
+    let trusted = TlsClientOptions::client()
+        .with_trusted_ca_pem(certs.ca_pem.as_bytes())
+        .unwrap();
+    // Trusted CA: works, packets flow.
+    let (mut s, port) = server(
+        Config::default(),
+        tls(&certs.server_chain_pem, &certs.server_key_pem),
+    );
+    let mut c = MultiplayerPeer::new();
+    c.create_client(&format!("wss://localhost:{port}/"), Some(trusted.clone()))
+        .unwrap();
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        p[1].get_connection_status() == ConnectionStatus::Connected
+    });
+    let big = vec![0xabu8; 60_000];
+    c.put_packet(big.clone()).unwrap();
+    let mut got = None;
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        got = got.take().or_else(|| p[0].get_packet());
+        got.is_some()
+    });
+    assert_eq!(got.unwrap().data.len(), big.len());
+    // Wrong host name: the client fails, the server never connects it.
+    let (mut s2, port2) = server(
+        Config::default(),
+        tls(&certs.other_host_chain_pem, &certs.other_host_key_pem),
+    );
+    let mut bad = MultiplayerPeer::new();
+    bad.create_client(&format!("wss://localhost:{port2}/"), Some(trusted))
+        .unwrap();
+    let mut events = Vec::new();
+    pump(&mut [&mut s2, &mut bad], Duration::from_secs(5), |p| {
+        events.extend(signals(p[1]));
+        p[1].get_connection_status() == ConnectionStatus::Disconnected
+    });
+    assert!(
+        matches!(events[..], [HostEvent::ConnectFailed(_)]),
+        "{events:?}"
+    );
+    assert!(
+        bad.last_error().unwrap_or("").contains("TLS"),
+        "{:?}",
+        bad.last_error()
+    );
+    assert!(signals(&mut s2).is_empty());
+    // Unsafe mode: the same server is accepted.
+    let mut unsafe_client = MultiplayerPeer::new();
+    unsafe_client
+        .create_client(
+            &format!("wss://localhost:{port2}/"),
+            Some(TlsClientOptions::dangerous_unverified()),
+        )
+        .unwrap();
+    pump(
+        &mut [&mut s2, &mut unsafe_client],
+        Duration::from_secs(5),
+        |p| p[1].get_connection_status() == ConnectionStatus::Connected,
+    );
+}
+
+/// Idle cost of `poll()` at 60 Hz with 256 connected peers, printed (not asserted).
+#[test]
+fn idle_poll_cpu_256_peers() {
+    const N: usize = 256;
+    let (mut s, port) = server(Config::default(), None);
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let clients = thread::spawn(move || {
+        let mut clients: Vec<MultiplayerPeer> = (0..N)
+            .map(|_| {
+                let mut c = MultiplayerPeer::new();
+                c.create_client(&url, None).unwrap();
+                c
+            })
+            .collect();
+        loop {
+            for c in clients.iter_mut() {
+                c.poll();
+            }
+            match stop_rx.recv_timeout(Duration::from_millis(20)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => break,
+            }
+        }
+    });
+    let t = Instant::now();
+    while s.connected_peers().len() < N {
+        assert!(t.elapsed() < Duration::from_secs(30));
+        s.poll();
+        thread::sleep(Duration::from_millis(1));
+    }
+    while s.poll_signal().is_some() {}
+    let seconds: f64 = std::env::var("WSMP_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let mut game_loop = |with_poll: bool| {
+        measure_thread_cpu(|| {
+            let start = Instant::now();
+            let mut polls = 0u32;
+            let frame = Duration::from_micros(16_667);
+            let mut next = start + frame;
+            while start.elapsed().as_secs_f64() < seconds {
+                if with_poll {
+                    s.poll();
+                    while s.get_packet().is_some() {}
+                }
+                polls += 1;
+                thread::sleep(next.saturating_duration_since(Instant::now()));
+                next += frame;
+            }
+            polls
+        })
+    };
+    // The same 60 Hz loop without poll(): the cost of sleeping and waking up.
+    let (base, _) = game_loop(false);
+    let (cpu, polls) = game_loop(true);
+    let poll_cpu = cpu.saturating_sub(base);
+    println!(
+        "idle poll(): {N} peers, {polls} polls in {seconds} s: loop CPU {:.2} ms ({:.2}% of a core), \
+         of which poll() {:.2} ms ({:.3}% of a core, {:.1} µs per poll); sleep/wake baseline {:.2} ms",
+        cpu.as_secs_f64() * 1e3,
+        cpu.as_secs_f64() / seconds * 100.0,
+        poll_cpu.as_secs_f64() * 1e3,
+        poll_cpu.as_secs_f64() / seconds * 100.0,
+        poll_cpu.as_secs_f64() * 1e6 / f64::from(polls.max(1)),
+        base.as_secs_f64() * 1e3,
+    );
+    stop_tx.send(()).unwrap();
+    clients.join().unwrap();
+}
+
+/// CPU time of the calling thread spent in `f` (Linux: /proc/thread-self/schedstat, in ns).
+fn measure_thread_cpu<R>(f: impl FnOnce() -> R) -> (Duration, R) {
+    fn read() -> Option<Duration> {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(ns))
+    }
+    let before = read().unwrap_or_default();
+    let r = f();
+    let after = read().unwrap_or_default();
+    (after.saturating_sub(before), r)
+}
