@@ -290,9 +290,14 @@ run_one() {
     fi
   else
     # wstest's fuzzing server first, then the implementation as its client
-    printf '{"url": "%s", "outdir": "%s", %s, "exclude-agent-cases": {}}\n' \
-      "$url" "$dir/report" "$(cases_json)" >"$dir/spec.json"
-    if [[ "$tls" == wss ]]; then tls_args=(-k "$TLS_DIR/key.pem" -c "$TLS_DIR/cert.pem"); fi
+    # wstest 25.10.1 does not hand -k/-c to the fuzzing server: its key/cert go in the spec
+    local tls_spec=""
+    if [[ "$tls" == wss ]]; then
+      tls_spec="\"key\": \"$TLS_DIR/key.pem\", \"cert\": \"$TLS_DIR/cert.pem\", "
+      tls_args=(-k "$TLS_DIR/key.pem" -c "$TLS_DIR/cert.pem")
+    fi
+    printf '{"url": "%s", %s"outdir": "%s", %s, "exclude-agent-cases": {}}\n' \
+      "$url" "$tls_spec" "$dir/report" "$(cases_json)" >"$dir/spec.json"
     start_bg "$dir/wstest.log" "$WSTEST_PY" "$HERE/wstest_loopback.py" -m fuzzingserver \
       -s "$dir/spec.json" -u 0 "${tls_args[@]}"
     wstest_pid=$BG_PID
