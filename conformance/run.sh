@@ -7,7 +7,8 @@
 # conformance/gate.py. Exit 0 only when every selected run passed.
 #
 #   --only NAME        select runs (repeatable or a comma list). NAME is a run name or a set:
-#                      wsmp (the 8 runs of our binaries, the default), python (the stand-ins), all.
+#                      wsmp (the 8 runs of our binaries, the default), python (the stand-ins),
+#                      reference (wstest's own echo server: a run that passes), all.
 #                      Without --only, $CONFORMANCE_RUNS (same syntax) is used, else "wsmp".
 #   --full             all 517 cases (default: every case except 12.* and 13.*, i.e. 301 cases)
 #   --gate-compression with --full: also gate groups 12/13 (once permessage-deflate exists)
@@ -46,9 +47,11 @@ server-python-ws  | server | ws  | {cache}/py3/bin/python conformance/standins/e
 server-python-wss | server | wss | {cache}/py3/bin/python conformance/standins/echo_server.py --listen 127.0.0.1:{port} --tls-cert {cert} --tls-key {key}
 client-python-ws  | client | ws  | {cache}/py3/bin/python conformance/standins/autobahn_client.py --url {url} --agent {agent}
 client-python-wss | client | wss | {cache}/py3/bin/python conformance/standins/autobahn_client.py --url {url} --agent {agent} --ca {ca}
+server-autobahn-ws | server | ws | {cache}/venv27/bin/python conformance/wstest_loopback.py -m echoserver -w {url} -u 0
 '
 SET_wsmp='server-tokio-ws server-tokio-wss server-std-ws server-std-wss client-tokio-ws client-tokio-wss client-std-ws client-std-wss'
 SET_python='server-python-ws server-python-wss client-python-ws client-python-wss'
+SET_reference='server-autobahn-ws'
 # ================================================================================================
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -60,7 +63,7 @@ STOP_TIMEOUT=10
 
 log() { printf '[conformance] %s\n' "$*" >&2; }
 die() { printf '[conformance] ERROR: %s\n' "$*" >&2; exit 2; }
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # ---- arguments ---------------------------------------------------------------------------------
 FULL=0; UPDATE=0; GATE_COMPRESSION=0; ONLY=(); ORIG_ARGS=("$@")
@@ -95,7 +98,8 @@ for item in "${ONLY[@]}"; do
     case "$name" in
       wsmp) names=($SET_wsmp) ;;
       python) names=($SET_python) ;;
-      all) names=($SET_wsmp $SET_python) ;;
+      reference) names=($SET_reference) ;;
+      all) names=($SET_wsmp $SET_python $SET_reference) ;;
       *) names=("$name") ;;
     esac
     for n in "${names[@]}"; do
