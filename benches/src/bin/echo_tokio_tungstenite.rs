@@ -49,6 +49,8 @@ async fn main() {
             }
         }
     }
+    // Handlers first: a signal right after the `listening on` line must already be caught.
+    let shutdown = shutdown_signal();
     for l in &listeners {
         if let Ok(a) = l.local_addr() {
             announce(a);
@@ -69,21 +71,26 @@ async fn main() {
             }
         });
     }
-    shutdown_signal().await;
+    shutdown.await;
     eprintln!("echo_tokio_tungstenite: signal received, exiting");
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now; the returned future completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
+    let install = |kind| match signal(kind) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("cannot install SIGTERM handler: {e}");
+            eprintln!("cannot install signal handler: {e}");
             std::process::exit(1);
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut int = install(SignalKind::interrupt());
+    let mut term = install(SignalKind::terminate());
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }

@@ -48,7 +48,11 @@ fn parse_opts() -> Result<Opts, String> {
     let o = Opts {
         connections,
         server_pid: a.opt("server-pid")?,
-        source_addrs: if source_addrs == 0 { connections.div_ceil(PER_SOURCE) } else { source_addrs },
+        source_addrs: if source_addrs == 0 {
+            connections.div_ceil(PER_SOURCE)
+        } else {
+            source_addrs
+        },
         concurrency: a.get("concurrency", 128)?,
         settle: a.get("settle", 1.0)?,
         hold: a.get("hold", 0.0)?,
@@ -98,7 +102,11 @@ async fn echo_once(
     // Bounded by the caller's timeout; each round reads at least one byte or fails.
     loop {
         let used = parser.feed(&leftover, |ev| match ev {
-            Event::Data { opcode: 2, chunk, end } => {
+            Event::Data {
+                opcode: 2,
+                chunk,
+                end,
+            } => {
                 got.extend_from_slice(chunk);
                 done |= end;
                 Ok(())
@@ -109,9 +117,16 @@ async fn echo_once(
         })?;
         leftover.drain(..used);
         if done {
-            return if got == payload { Ok(()) } else { Err("echo mismatch".into()) };
+            return if got == payload {
+                Ok(())
+            } else {
+                Err("echo mismatch".into())
+            };
         }
-        let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
             return Err("server closed the connection".into());
         }
@@ -142,7 +157,12 @@ async fn run(o: &Opts) -> Result<(), String> {
         let gate = gate.clone();
         let echo = o.echo_once;
         let local = if o.source_addrs > 1 {
-            Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % o.source_addrs) as u8)))
+            Some(IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                0,
+                1 + (i % o.source_addrs) as u8,
+            )))
         } else {
             None
         };
@@ -174,7 +194,10 @@ async fn run(o: &Opts) -> Result<(), String> {
     }
     let open_secs = started.elapsed().as_secs_f64();
     if let Some(e) = first_error {
-        return Err(format!("{failures} of {} connections failed; first: {e}", o.connections));
+        return Err(format!(
+            "{failures} of {} connections failed; first: {e}",
+            o.connections
+        ));
     }
     tokio::time::sleep(Duration::from_secs_f64(o.settle)).await;
     let after = match pid {
@@ -192,13 +215,17 @@ async fn run(o: &Opts) -> Result<(), String> {
         }
     }
     if closed > 0 {
-        return Err(format!("{closed} connection(s) were closed or sent data while idle"));
+        return Err(format!(
+            "{closed} connection(s) were closed or sent data while idle"
+        ));
     }
     if o.hold > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
     }
     let n = held.len();
-    let per_conn = before.zip(after).map(|(b, a)| (a as f64 - b as f64) * 1024.0 / n as f64);
+    let per_conn = before
+        .zip(after)
+        .map(|(b, a)| (a as f64 - b as f64) * 1024.0 / n as f64);
     if o.json {
         let num = |v: Option<f64>| v.map_or("null".into(), |v| format!("{v:.1}"));
         let int = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
@@ -214,7 +241,10 @@ async fn run(o: &Opts) -> Result<(), String> {
             num(per_conn)
         );
     } else {
-        println!("{n} idle connections open in {open_secs:.2} s ({} source addresses)", o.source_addrs);
+        println!(
+            "{n} idle connections open in {open_secs:.2} s ({} source addresses)",
+            o.source_addrs
+        );
         if let (Some(b), Some(a), Some(p)) = (before, after, per_conn) {
             println!("  server VmRSS  {b} KiB -> {a} KiB");
             println!("  per connection  {:.0} bytes ({:.2} KiB)", p, p / 1024.0);
@@ -236,7 +266,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("idle_conns: runtime: {e}");
