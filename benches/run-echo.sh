@@ -199,17 +199,18 @@ fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "" || v == "null") print "—"
 
 {
     echo
-    echo "Echo throughput: ${WARMUP} s warmup + ${DURATION} s per scenario, loadgen threads=$THREADS, $(nproc) CPUs, load average $LOAD_BEFORE before / $(cut -d' ' -f1 /proc/loadavg) after"
+    echo "Echo throughput: ${WARMUP} s warmup + ${DURATION} s per scenario, loadgen threads=$THREADS, $(nproc) CPUs."
+    echo "\"other CPU %\" is CPU used by the rest of the machine during the window (100 % = one core): high values skew that row."
     echo
-    echo "| server | scenario | msgs/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | loadgen CPU % | vs $BASELINE |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| server | scenario | msgs/s | MB/s | p50 µs | p99 µs | server CPU µs/msg | loadgen CPU % | other CPU % | vs $BASELINE |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for sc in "${SCENARIOS[@]}"; do
         IFS='|' read -r id label _ <<<"$sc"
         base="$(row "$BASELINE" "$id" | get msgs_per_sec)"
         for name in "${NAMES[@]}"; do
             r="$(row "$name" "$id")"
             if [ -z "$r" ] || [ -n "$(echo "$r" | get failed)" ]; then
-                echo "| $name | ($id) $label | FAILED: $(echo "$r" | get failed) | | | | | | |"
+                echo "| $name | ($id) $label | FAILED: $(echo "$r" | get failed) | | | | | | | |"
                 continue
             fi
             mps="$(echo "$r" | get msgs_per_sec)"
@@ -217,7 +218,7 @@ fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "" || v == "null") print "—"
             if [ -n "$base" ] && [ "$base" != "null" ]; then
                 ratio="$(awk -v a="$mps" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }')"
             fi
-            echo "| $name | ($id) $label | $(fmt "$mps" %.0f) | $(fmt "$(echo "$r" | get mb_per_sec)" %.2f) | $(fmt "$(echo "$r" | get p50_us)" %.0f) | $(fmt "$(echo "$r" | get p99_us)" %.0f) | $(fmt "$(echo "$r" | get server_cpu_us_per_msg)" %.2f) | $(fmt "$(echo "$r" | get loadgen_cpu_pct)" %.0f) | $ratio |"
+            echo "| $name | ($id) $label | $(fmt "$mps" %.0f) | $(fmt "$(echo "$r" | get mb_per_sec)" %.2f) | $(fmt "$(echo "$r" | get p50_us)" %.0f) | $(fmt "$(echo "$r" | get p99_us)" %.0f) | $(fmt "$(echo "$r" | get server_cpu_us_per_msg)" %.2f) | $(fmt "$(echo "$r" | get loadgen_cpu_pct)" %.0f) | $(fmt "$(echo "$r" | get other_cpu_pct)" %.0f) | $ratio |"
         done
     done
     if [ "$SKIP_IDLE" = 0 ]; then

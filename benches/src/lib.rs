@@ -88,6 +88,33 @@ pub fn parse_stat_cpu(stat: &str, hz: u64) -> Option<Duration> {
     Some(Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz))
 }
 
+/// CPU time all CPUs of the machine spent busy (user, nice, system, irq, softirq, steal) since
+/// boot, from the first line of `/proc/stat`.
+pub fn machine_busy_time() -> std::io::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    parse_proc_stat_busy(&stat, rustix::param::clock_ticks_per_second())
+        .ok_or_else(|| std::io::Error::other("unparsable /proc/stat"))
+}
+
+/// Parses the busy ticks of the aggregate `cpu` line of `/proc/stat`.
+pub fn parse_proc_stat_busy(stat: &str, hz: u64) -> Option<Duration> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .map_while(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = [0usize, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    if hz == 0 || f.len() < 4 {
+        return None;
+    }
+    Some(Duration::from_secs(busy / hz) + Duration::from_nanos((busy % hz) * 1_000_000_000 / hz))
+}
+
 /// Resident set size of a process in KiB (`VmRSS` of `/proc/PID/status`).
 pub fn proc_rss_kib(pid: u32) -> std::io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -252,6 +279,13 @@ mod tests {
         let status = "Name:\tx\nVmHWM:\t  900 kB\nVmRSS:\t  812 kB\n";
         assert_eq!(parse_status_kib(status, "VmRSS:"), Some(812));
         assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+        let ps = "cpu  100 20 30 5000 7 1 2 3 0 0\ncpu0 50 10 15 2500 3 0 1 1 0 0\n";
+        assert_eq!(
+            parse_proc_stat_busy(ps, 100),
+            Some(Duration::from_millis(1560))
+        );
+        assert_eq!(parse_proc_stat_busy("intr 1 2", 100), None);
+        assert!(machine_busy_time().is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::time::timeout_at;
 use wsmp_benches::args::Args;
 use wsmp_benches::client::{self, Event, FrameReader, WsUrl, XorShift};
-use wsmp_benches::{own_cpu_time, proc_cpu_time, Histogram};
+use wsmp_benches::{machine_busy_time, own_cpu_time, proc_cpu_time, Histogram};
 
 const USAGE: &str =
     "usage: loadgen --url ws://127.0.0.1:PORT [--connections N=64] [--size BYTES=16]
@@ -357,6 +357,8 @@ struct Report {
     hist: Histogram,
     own_cpu: f64,
     server_cpu: Option<f64>,
+    /// Busy CPU time of the whole machine over the window.
+    machine_busy: Option<f64>,
     clean: usize,
     pings: u64,
 }
@@ -408,7 +410,9 @@ async fn run(o: &Opts) -> Result<Report, String> {
     let t0 = Instant::now();
     let own0 = own_cpu_time();
     let srv0 = o.server_pid.and_then(|p| proc_cpu_time(p).ok());
+    let mach0 = machine_busy_time().ok();
     tokio::time::sleep_until(end.into()).await;
+    let mach1 = machine_busy_time().ok();
     let t1 = Instant::now();
     let own1 = own_cpu_time();
     let srv1 = o.server_pid.and_then(|p| proc_cpu_time(p).ok());
@@ -437,6 +441,9 @@ async fn run(o: &Opts) -> Result<Report, String> {
         own_cpu: (own1.saturating_sub(own0)).as_secs_f64(),
         server_cpu: srv0
             .zip(srv1)
+            .map(|(a, b)| b.saturating_sub(a).as_secs_f64()),
+        machine_busy: mach0
+            .zip(mach1)
             .map(|(a, b)| b.saturating_sub(a).as_secs_f64()),
         clean,
         pings,
@@ -492,6 +499,11 @@ fn main() {
             f64::NAN
         }
     });
+    // CPU used by everything else on the machine (other processes, kernel threads) during the
+    // window, 100 % = one core: interference that skews the numbers.
+    let other_pct = r
+        .machine_busy
+        .map(|m| ((m - r.own_cpu - r.server_cpu.unwrap_or(0.0)) / secs * 100.0).max(0.0));
     if o.json {
         let num = |v: Option<f64>| match v {
             Some(v) if v.is_finite() => format!("{v:.3}"),
@@ -502,7 +514,7 @@ fn main() {
              \"duration_s\":{},\"messages\":{},\"msgs_per_sec\":{:.1},\"mb_per_sec\":{:.3},\
              \"p50_us\":{:.1},\"p99_us\":{:.1},\"max_us\":{:.1},\"loadgen_cpu_s\":{:.3},\
              \"loadgen_cpu_pct\":{:.1},\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},\
-             \"clean_closes\":{},\"server_pings\":{}}}",
+             \"other_cpu_pct\":{},\"clean_closes\":{},\"server_pings\":{}}}",
             o.url.addr,
             o.connections,
             o.size,
@@ -519,6 +531,7 @@ fn main() {
             own_pct,
             num(r.server_cpu),
             num(srv_us),
+            num(other_pct),
             r.clean,
             r.pings
         );
@@ -534,6 +547,9 @@ fn main() {
         println!("  loadgen CPU     {:.2} s ({own_pct:.0} %)", r.own_cpu);
         if let (Some(c), Some(u)) = (r.server_cpu, srv_us) {
             println!("  server CPU      {c:.2} s, {u:.2} us/msg");
+        }
+        if let Some(p) = other_pct {
+            println!("  other CPU       {p:.0} % (rest of the machine)");
         }
         println!("  clean closes    {}/{}", r.clean, o.connections);
     }
