@@ -169,13 +169,25 @@ mod tests {
 
     #[test]
     fn rejects_unusable_values() {
-        let c = Config { handshake_timeout: Duration::ZERO, ..Config::default() };
+        let c = Config {
+            handshake_timeout: Duration::ZERO,
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::HandshakeTimeout));
-        let c = Config { handshake_headers: vec!["X-A: 1\r\nX-B: 2".to_string()], ..Config::default() };
+        let c = Config {
+            handshake_headers: vec!["X-A: 1\r\nX-B: 2".to_string()],
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::HandshakeHeader));
-        let c = Config { supported_protocols: vec!["a b".to_string()], ..Config::default() };
+        let c = Config {
+            supported_protocols: vec!["a b".to_string()],
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::Protocol));
-        let c = Config { handshake_headers: vec!["X-Token: abc".to_string()], ..Config::default() };
+        let c = Config {
+            handshake_headers: vec!["X-Token: abc".to_string()],
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Ok(()));
     }
 }

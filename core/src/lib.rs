@@ -31,7 +31,16 @@ pub mod time;
 
 #[cfg(feature = "alloc")]
 pub mod config;
+#[cfg(feature = "alloc")]
+pub mod connection;
+#[cfg(feature = "alloc")]
+pub mod host;
 
 #[cfg(feature = "alloc")]
 pub use config::{Config, ConfigError};
+#[cfg(feature = "alloc")]
+pub use connection::{Connection, Event, Message, MessageKind};
+pub use frame::CloseCode;
+#[cfg(feature = "alloc")]
+pub use host::{ConnectionStatus, Host, HostEvent, PeerId, Target};
 pub use time::Timestamp;

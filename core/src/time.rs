@@ -69,6 +69,11 @@ impl Clock {
         }
         self.last
     }
+
+    /// The latest `now` seen.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.last
+    }
 }
 
 #[cfg(test)]
@@ -80,7 +85,10 @@ mod tests {
         let t = Timestamp::from_millis(5);
         assert_eq!(t.as_micros(), 5000);
         assert_eq!(t.saturating_add(Duration::from_millis(1)).as_micros(), 6000);
-        assert_eq!(Timestamp::MAX.saturating_add(Duration::from_secs(1)), Timestamp::MAX);
+        assert_eq!(
+            Timestamp::MAX.saturating_add(Duration::from_secs(1)),
+            Timestamp::MAX
+        );
         assert_eq!(Timestamp::ZERO.saturating_duration_since(t), Duration::ZERO);
     }
 

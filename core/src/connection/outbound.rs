@@ -1,0 +1,488 @@
+//! The outbound queue: encoded frames waiting to be written, in wire order.
+//!
+//! Data frames keep their order. Control frames jump ahead of every data frame
+//! that has not started yet (never into the middle of a frame, RFC 6455 §5.4),
+//! and there is a fixed number of control slots, so the queue is bounded by
+//! `max_queued_packets` data frames plus at most [`MAX_CONTROL_FRAMES`].
+//!
+//! A frame is a small inline part (the header, plus the whole payload when it
+//! is short) and an optional shared [`Bytes`] body: one encoded broadcast
+//! frame can sit in many queues without being copied.
+
+use alloc::collections::VecDeque;
+use bytes::Bytes;
+
+use crate::frame::{CloseCode, FrameHeader, OpCode, MAX_HEADER_LEN};
+
+/// Bytes kept inline: a header plus a short payload (a 16-byte message with
+/// its 2-byte header, or a masked one with its 6-byte header, fits). Small
+/// enough to keep an idle connection's queue capacity cheap.
+const INLINE_CAP: usize = 40;
+
+/// At most this many control frames (auto pong, user ping, user pong, close)
+/// are queued at once.
+#[cfg(test)]
+pub(crate) const MAX_CONTROL_FRAMES: usize = 4;
+
+/// What a queued frame is, for accounting and control-slot rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// A data message (counts against the outbound limits).
+    Data,
+    /// Raw handshake bytes (HTTP request or response).
+    Http,
+    /// Pong generated for a received ping.
+    AutoPong,
+    /// Ping sent by the application or the heartbeat.
+    Ping,
+    /// Pong sent by the application.
+    UserPong,
+    /// The close frame.
+    Close,
+}
+
+impl Class {
+    fn is_control(self) -> bool {
+        matches!(
+            self,
+            Class::AutoPong | Class::Ping | Class::UserPong | Class::Close
+        )
+    }
+}
+
+/// An encoded frame, possibly sharing its body with other queues.
+#[derive(Debug, Clone)]
+pub struct SharedFrame {
+    inline: [u8; INLINE_CAP],
+    inline_len: u8,
+    body: Bytes,
+    payload_len: usize,
+}
+
+impl SharedFrame {
+    /// Encodes an unmasked (server) frame around `payload` without copying
+    /// it when it is large. RFC 6455 §5.1: a server never masks.
+    pub fn unmasked(opcode: OpCode, payload: Bytes) -> SharedFrame {
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head);
+        let mut inline = [0u8; INLINE_CAP];
+        inline[..head_len].copy_from_slice(&head[..head_len]);
+        let payload_len = payload.len();
+        if head_len + payload_len <= INLINE_CAP {
+            inline[head_len..head_len + payload_len].copy_from_slice(&payload);
+            SharedFrame {
+                inline,
+                inline_len: (head_len + payload_len) as u8,
+                body: Bytes::new(),
+                payload_len,
+            }
+        } else {
+            SharedFrame {
+                inline,
+                inline_len: head_len as u8,
+                body: payload,
+                payload_len,
+            }
+        }
+    }
+
+    /// Encodes an unmasked frame from a borrowed payload: short payloads are
+    /// kept inline (no allocation), longer ones copied once into a body.
+    pub fn unmasked_slice(opcode: OpCode, payload: &[u8]) -> SharedFrame {
+        if payload.len() + 2 <= INLINE_CAP {
+            let header = FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode,
+                mask: None,
+                payload_len: payload.len() as u64,
+            };
+            let mut head = [0u8; MAX_HEADER_LEN];
+            let head_len = header.encode(&mut head);
+            let mut inline = [0u8; INLINE_CAP];
+            inline[..head_len].copy_from_slice(&head[..head_len]);
+            inline[head_len..head_len + payload.len()].copy_from_slice(payload);
+            SharedFrame {
+                inline,
+                inline_len: (head_len + payload.len()) as u8,
+                body: Bytes::new(),
+                payload_len: payload.len(),
+            }
+        } else {
+            SharedFrame::unmasked(opcode, Bytes::copy_from_slice(payload))
+        }
+    }
+
+    /// Encodes a masked (client) frame: the payload is copied while masked.
+    /// RFC 6455 §5.3: a fresh key per frame.
+    pub(crate) fn masked(opcode: OpCode, payload: &[u8], key: [u8; 4]) -> SharedFrame {
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: Some(key),
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head);
+        let mut inline = [0u8; INLINE_CAP];
+        inline[..head_len].copy_from_slice(&head[..head_len]);
+        if head_len + payload.len() <= INLINE_CAP {
+            crate::frame::mask_into(payload, &mut inline[head_len..], key, 0);
+            SharedFrame {
+                inline,
+                inline_len: (head_len + payload.len()) as u8,
+                body: Bytes::new(),
+                payload_len: payload.len(),
+            }
+        } else {
+            let mut body = alloc::vec![0u8; payload.len()];
+            crate::frame::mask_into(payload, &mut body, key, 0);
+            SharedFrame {
+                inline,
+                inline_len: head_len as u8,
+                body: Bytes::from(body),
+                payload_len: payload.len(),
+            }
+        }
+    }
+
+    /// Raw bytes (an HTTP head), sent as they are.
+    pub(crate) fn raw(bytes: Bytes) -> SharedFrame {
+        SharedFrame {
+            inline: [0; INLINE_CAP],
+            inline_len: 0,
+            body: bytes,
+            payload_len: 0,
+        }
+    }
+
+    /// Bytes on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.inline_len as usize + self.body.len()
+    }
+
+    /// Length of the message payload inside.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    fn inline(&self) -> &[u8] {
+        &self.inline[..self.inline_len as usize]
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    frame: SharedFrame,
+    class: Class,
+}
+
+/// Frames waiting for the socket.
+#[derive(Debug, Default)]
+pub(crate) struct Outbound {
+    queue: VecDeque<Entry>,
+    /// Bytes of the front entry already written.
+    written: usize,
+    /// Total wire bytes not yet written.
+    pending_bytes: usize,
+    /// Payload bytes of queued data messages not yet fully written.
+    data_bytes: usize,
+    /// Data messages queued and not fully written.
+    data_messages: usize,
+}
+
+/// A frame class that was completely written by [`Outbound::advance`].
+pub(crate) type Written = Class;
+
+impl Outbound {
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    pub(crate) fn data_bytes(&self) -> usize {
+        self.data_bytes
+    }
+
+    pub(crate) fn data_messages(&self) -> usize {
+        self.data_messages
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Appends a data frame or raw HTTP bytes behind everything queued.
+    pub(crate) fn push_back(&mut self, frame: SharedFrame, class: Class) {
+        self.pending_bytes += frame.wire_len();
+        if class == Class::Data {
+            self.data_bytes += frame.payload_len;
+            self.data_messages += 1;
+        }
+        self.queue.push_back(Entry { frame, class });
+    }
+
+    /// Number of queued control frames of `class` not yet started.
+    pub(crate) fn has_unstarted(&self, class: Class) -> bool {
+        self.queue
+            .iter()
+            .enumerate()
+            .any(|(i, e)| e.class == class && !(i == 0 && self.written > 0))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn control_count(&self) -> usize {
+        self.queue.iter().filter(|e| e.class.is_control()).count()
+    }
+
+    /// Queues a control frame ahead of every unstarted data frame, behind
+    /// other control frames (RFC 6455 §5.4: control frames may be injected
+    /// between the frames of a message, never inside one). An unstarted frame
+    /// of the same class `replace`s in place (RFC 6455 §5.5.3: answering only
+    /// the most recent ping is allowed).
+    pub(crate) fn push_control(&mut self, frame: SharedFrame, class: Class, replace: bool) {
+        if replace {
+            let written = self.written;
+            if let Some((i, e)) = self
+                .queue
+                .iter_mut()
+                .enumerate()
+                .find(|(i, e)| e.class == class && !(*i == 0 && written > 0))
+            {
+                let _ = i;
+                self.pending_bytes -= e.frame.wire_len();
+                self.pending_bytes += frame.wire_len();
+                e.frame = frame;
+                return;
+            }
+        }
+        let mut at = 0;
+        for (i, e) in self.queue.iter().enumerate() {
+            let started = i == 0 && self.written > 0;
+            if started || e.class.is_control() || e.class == Class::Http {
+                at = i + 1;
+            } else {
+                break;
+            }
+        }
+        self.pending_bytes += frame.wire_len();
+        self.queue.insert(at, Entry { frame, class });
+    }
+
+    /// Drops every data frame that has not started (used when the connection
+    /// fails: nothing more is owed to the peer).
+    pub(crate) fn drop_unstarted_data(&mut self) {
+        let written = self.written;
+        let mut i = 0;
+        let mut removed_bytes = 0;
+        let mut removed_data = 0;
+        let mut removed_msgs = 0;
+        self.queue.retain(|e| {
+            let keep = (i == 0 && written > 0) || e.class != Class::Data;
+            if !keep {
+                removed_bytes += e.frame.wire_len();
+                removed_data += e.frame.payload_len;
+                removed_msgs += 1;
+            }
+            i += 1;
+            keep
+        });
+        self.pending_bytes -= removed_bytes;
+        self.data_bytes -= removed_data;
+        self.data_messages -= removed_msgs;
+    }
+
+    /// Forgets everything (the socket is gone).
+    pub(crate) fn clear(&mut self) {
+        *self = Outbound::default();
+    }
+
+    /// The unwritten bytes, as slices in wire order.
+    pub(crate) fn chunks(&self) -> Chunks<'_> {
+        Chunks {
+            queue: self.queue.iter(),
+            skip: self.written,
+            pending: None,
+        }
+    }
+
+    /// Marks `n` bytes as written; `on_done` is called with the class of each
+    /// frame that is now completely written.
+    pub(crate) fn advance(&mut self, mut n: usize, mut on_done: impl FnMut(Written)) {
+        n = n.min(self.pending_bytes);
+        self.pending_bytes -= n;
+        while n > 0 {
+            let Some(front) = self.queue.front() else {
+                break;
+            };
+            let left = front.frame.wire_len() - self.written;
+            if n < left {
+                self.written += n;
+                break;
+            }
+            n -= left;
+            self.written = 0;
+            if let Some(e) = self.queue.pop_front() {
+                if e.class == Class::Data {
+                    self.data_bytes -= e.frame.payload_len;
+                    self.data_messages -= 1;
+                }
+                on_done(e.class);
+            }
+        }
+        // Zero-length entries (never queued today) would complete here too.
+        while let Some(front) = self.queue.front() {
+            if front.frame.wire_len() != 0 {
+                break;
+            }
+            if let Some(e) = self.queue.pop_front() {
+                on_done(e.class);
+            }
+        }
+    }
+}
+
+/// Iterator over the unwritten bytes of an [`Outbound`] queue, front first.
+#[derive(Debug)]
+pub struct Chunks<'a> {
+    queue: alloc::collections::vec_deque::Iter<'a, Entry>,
+    skip: usize,
+    pending: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if let Some(body) = self.pending.take() {
+                if !body.is_empty() {
+                    return Some(body);
+                }
+            }
+            let e = self.queue.next()?;
+            let inline = e.frame.inline();
+            let body = &e.frame.body[..];
+            let skip = core::mem::take(&mut self.skip);
+            if skip < inline.len() {
+                self.pending = Some(body);
+                return Some(&inline[skip..]);
+            }
+            let skip = skip - inline.len();
+            if skip < body.len() {
+                return Some(&body[skip..]);
+            }
+        }
+    }
+}
+
+/// Encodes a close frame payload for `code` and `reason` into a frame.
+pub(crate) fn close_frame(
+    code: Option<CloseCode>,
+    reason: &str,
+    mask: Option<[u8; 4]>,
+) -> SharedFrame {
+    let mut payload = [0u8; 125];
+    let len = match code {
+        Some(code) => crate::frame::encode_close_payload(code, reason, &mut payload).unwrap_or(0),
+        None => 0,
+    };
+    control_frame(OpCode::Close, &payload[..len], mask)
+}
+
+/// Encodes a control frame (payload ≤ 125 bytes, RFC 6455 §5.5).
+pub(crate) fn control_frame(opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) -> SharedFrame {
+    match mask {
+        Some(key) => SharedFrame::masked(opcode, payload, key),
+        None => SharedFrame::unmasked_slice(opcode, payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn flat(out: &Outbound) -> Vec<u8> {
+        out.chunks().flat_map(|c| c.iter().copied()).collect()
+    }
+
+    fn data(n: usize) -> SharedFrame {
+        SharedFrame::unmasked(OpCode::Binary, Bytes::from(alloc::vec![0xAB; n]))
+    }
+
+    #[test]
+    fn control_frames_jump_unstarted_data_but_not_a_started_frame() {
+        let mut out = Outbound::default();
+        out.push_back(data(200), Class::Data);
+        out.push_back(data(3), Class::Data);
+        out.advance(10, |_| {});
+        out.push_control(
+            control_frame(OpCode::Pong, b"p", None),
+            Class::AutoPong,
+            true,
+        );
+        let bytes = flat(&out);
+        // Rest of the 200-byte frame (header 4 + 200 − 10 written), then the pong, then the 3-byte frame.
+        assert_eq!(bytes.len(), 194 + 3 + 5);
+        assert_eq!(&bytes[194..197], &[0x8A, 0x01, b'p']);
+        assert_eq!(&bytes[197..199], &[0x82, 0x03]);
+        assert_eq!(out.control_count(), 1);
+    }
+
+    #[test]
+    fn automatic_pong_is_replaced_by_the_newest_and_slots_are_bounded() {
+        let mut out = Outbound::default();
+        out.push_control(
+            control_frame(OpCode::Pong, b"1", None),
+            Class::AutoPong,
+            true,
+        );
+        out.push_control(
+            control_frame(OpCode::Pong, b"2", None),
+            Class::AutoPong,
+            true,
+        );
+        assert_eq!(flat(&out), [0x8A, 0x01, b'2']);
+        out.push_control(control_frame(OpCode::Ping, b"", None), Class::Ping, false);
+        out.push_control(
+            control_frame(OpCode::Pong, b"u", None),
+            Class::UserPong,
+            false,
+        );
+        out.push_back(close_frame(Some(CloseCode::NORMAL), "", None), Class::Close);
+        assert!(out.control_count() <= MAX_CONTROL_FRAMES);
+        let mut done = Vec::new();
+        out.advance(out.pending_bytes(), |c| done.push(c));
+        assert_eq!(
+            done,
+            [Class::AutoPong, Class::Ping, Class::UserPong, Class::Close]
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn accounting_follows_partial_writes() {
+        let mut out = Outbound::default();
+        out.push_back(data(100), Class::Data);
+        out.push_back(data(100), Class::Data);
+        assert_eq!((out.data_messages(), out.data_bytes()), (2, 200));
+        // Each frame is 2 header bytes + 100: finish the first, start the second.
+        out.advance(101, |_| {});
+        assert_eq!((out.data_messages(), out.data_bytes()), (2, 200));
+        out.advance(2, |_| {});
+        assert_eq!((out.data_messages(), out.data_bytes()), (1, 100));
+        out.drop_unstarted_data();
+        assert_eq!((out.data_messages(), out.pending_bytes()), (1, 101));
+        out.advance(101, |_| {});
+        assert!(out.is_empty());
+    }
+}

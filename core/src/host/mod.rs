@@ -1,0 +1,1060 @@
+//! The multiplayer host: Redot/Godot 4's `WebSocketMultiplayerPeer` as a
+//! sans-IO state machine (spec/websocket-peer.md §3).
+//!
+//! # Roles
+//!
+//! - **Server** ([`Host::server`]): the adapter reports each accepted socket
+//!   at TCP accept time ([`Host::accept`]), so the handshake timer covers TCP,
+//!   TLS and the HTTP upgrade. The peer is *pending* until the upgrade
+//!   completes; then the 4-byte id message is queued before anything else,
+//!   the peer joins the connected set and [`HostEvent::PeerConnected`] is
+//!   emitted. Pending peers that miss `handshake_timeout` are dropped and
+//!   counted.
+//! - **Client** ([`Host::client`]): one connection to the server (peer 1).
+//!   It is CONNECTING until a valid id message arrives (exactly 4 bytes,
+//!   value ≥ 2); then CONNECTED and `PeerConnected(1)`. Unlike the engine,
+//!   the wait for the id is covered by `handshake_timeout` too.
+//!
+//! # Driving it
+//!
+//! Like [`Connection`], with a peer id on every socket call:
+//! [`handle_input`](Host::handle_input), [`handle_eof`](Host::handle_eof),
+//! [`transmit`](Host::transmit) / [`advance_transmit`](Host::advance_transmit),
+//! [`should_close_socket`](Host::should_close_socket) then
+//! [`release`](Host::release) once the socket is closed, and one timer for the
+//! whole host ([`poll_timeout`](Host::poll_timeout) /
+//! [`handle_timeout`](Host::handle_timeout)). [`poll_dirty`](Host::poll_dirty)
+//! names the peers that have new output or must be closed, so an adapter only
+//! visits those.
+//!
+//! # Packets and events
+//!
+//! [`poll_event`](Host::poll_event) returns every event in order, packets
+//! included; [`get_packet`](Host::get_packet) takes the oldest packet and
+//! [`poll_signal`](Host::poll_signal) the oldest non-packet event, for
+//! engine-style use. Packets received from a peer stay readable after its
+//! `PeerDisconnected`, in order, until read or until [`close`](Host::close).
+//! Per peer, unread packets are bounded by `inbound_buffer_size` bytes and
+//! `max_queued_packets` packets; a full peer is simply not read until the
+//! application catches up (backpressure, never a drop).
+
+mod ids;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::fmt;
+use core::net::SocketAddr;
+
+use crate::config::{Config, ConfigError};
+use crate::connection::{
+    AcceptOptions, Admission, Chunks, ClientError, CloseInfo, CommandError, Connection, Event,
+    HttpResponse, MessageKind, Request, Rng, SendErrorKind, SharedFrame, State,
+};
+use crate::frame::CloseCode;
+use crate::time::{Clock, Timestamp};
+
+pub use ids::{decode_id_message, encode_id_message, PeerId, Target, ID_MESSAGE_LEN};
+use timers::Timers;
+
+/// The engine's `ConnectionStatus` (spec/websocket-peer.md §3.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionStatus {
+    /// Not connected (after `close()`, a failed or lost client connection).
+    Disconnected,
+    /// A client waiting for its connection and id.
+    Connecting,
+    /// A server (from creation) or a client that received its id.
+    Connected,
+}
+
+/// Why a client never became connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// The WebSocket connection ended before the id arrived.
+    Closed(CloseInfo),
+    /// The first message was not a valid id message (spec §3.6).
+    InvalidId,
+    /// No id within `handshake_timeout` (the engine waits forever; we don't).
+    Timeout,
+}
+
+/// Something that happened on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A peer joined (server: a client got its id; client: the server, 1).
+    PeerConnected(PeerId),
+    /// A connected peer left.
+    PeerDisconnected {
+        /// Who.
+        peer: PeerId,
+        /// How its connection ended, when known.
+        info: Option<CloseInfo>,
+    },
+    /// A packet (one complete message) from a connected peer.
+    Packet {
+        /// The sender.
+        from: PeerId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Server with an admission hook: a pending peer's HTTP request awaits
+    /// [`Host::accept_request`] or [`Host::respond`].
+    Request {
+        /// The pending peer.
+        peer: PeerId,
+        /// What it asked for.
+        request: Box<Request>,
+    },
+    /// Client: the connection failed before the id arrived (the engine goes
+    /// back to DISCONNECTED without a signal; SceneMultiplayer reports
+    /// `connection_failed`).
+    ConnectFailed(ConnectFailure),
+}
+
+/// Why a packet was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSendError {
+    /// The host is not CONNECTED (the engine's ERR_UNCONFIGURED).
+    NotConnected(Bytes),
+    /// No connected peer has that id (ERR_INVALID_PARAMETER).
+    UnknownPeer(PeerId, Bytes),
+    /// That peer's outbound queue is full (ERR_OUT_OF_MEMORY); the payload
+    /// is handed back.
+    QueueFull(PeerId, Bytes),
+    /// The packet is larger than `outbound_buffer_size`: it can never be sent.
+    TooLarge(Bytes),
+}
+
+impl HostSendError {
+    /// The payload that was not sent.
+    pub fn into_payload(self) -> Bytes {
+        match self {
+            HostSendError::NotConnected(b)
+            | HostSendError::UnknownPeer(_, b)
+            | HostSendError::QueueFull(_, b)
+            | HostSendError::TooLarge(b) => b,
+        }
+    }
+}
+
+impl fmt::Display for HostSendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostSendError::NotConnected(_) => f.write_str("not connected"),
+            HostSendError::UnknownPeer(p, _) => write!(f, "unknown peer {p}"),
+            HostSendError::QueueFull(p, _) => write!(f, "outbound queue of peer {p} is full"),
+            HostSendError::TooLarge(b) => {
+                write!(
+                    f,
+                    "{} byte packet is larger than outbound_buffer_size",
+                    b.len()
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for HostSendError {}
+
+/// Result of a send to several peers: a failing peer never makes the others
+/// miss the packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Peers the packet was queued for.
+    pub delivered: usize,
+    /// Peers that did not get it, and why.
+    pub failed: Vec<(PeerId, SendErrorKind)>,
+}
+
+/// The id is not a known peer (or pending peer) of this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownPeer(pub PeerId);
+
+impl fmt::Display for UnknownPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown peer {}", self.0)
+    }
+}
+
+impl core::error::Error for UnknownPeer {}
+
+/// Why `accept` refused a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptError {
+    /// `refuse_new_connections` is set (the adapter should not accept at all).
+    Refusing,
+    /// This host is a client, or it is closed.
+    NotServer,
+}
+
+impl fmt::Display for AcceptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptError::Refusing => "refusing new connections",
+            AcceptError::NotServer => "not an active server",
+        })
+    }
+}
+
+impl core::error::Error for AcceptError {}
+
+/// Counters kept by a host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Sockets accepted.
+    pub accepted: u64,
+    /// Pending peers dropped for missing `handshake_timeout`.
+    pub handshake_timeouts: u64,
+    /// Pending peers whose handshake failed or was refused.
+    pub handshake_failures: u64,
+    /// Pending peers dropped because `refuse_new_connections` was set when
+    /// they finished.
+    pub refused: u64,
+    /// Zero-length messages discarded (spec §3.5: the engine discards them).
+    pub empty_discarded: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Server: handshake running. Client: waiting for the id.
+    Pending,
+    /// In the connected set.
+    Connected,
+    /// Left the connected set (announced or silently); the socket is still
+    /// being closed.
+    Gone,
+}
+
+#[derive(Debug)]
+struct Peer {
+    conn: Connection,
+    addr: Option<SocketAddr>,
+    phase: Phase,
+    unread_bytes: usize,
+    unread_packets: usize,
+    dirty: bool,
+    /// Emit `PeerDisconnected` when the connection closes.
+    announce: bool,
+    /// The deadline this peer is filed under in the timer heap.
+    deadline: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Server,
+    Client,
+}
+
+/// A multiplayer host, server or client. See the [module docs](self).
+pub struct Host {
+    peers: BTreeMap<PeerId, Peer>,
+    /// Server: draws peer ids.
+    rng: Option<Rng>,
+    admission: Admission,
+    target: Target,
+    s: Shared,
+}
+
+/// Host state other than the peer table (so a peer and the rest can be
+/// borrowed at once).
+#[derive(Debug)]
+struct Shared {
+    role: Role,
+    config: Arc<Config>,
+    clock: Clock,
+    status: ConnectionStatus,
+    unique_id: i32,
+    connected: usize,
+    refuse_new_connections: bool,
+    seq: u64,
+    signals: VecDeque<(u64, HostEvent)>,
+    packets: VecDeque<(u64, PeerId, Bytes)>,
+    dirty: VecDeque<PeerId>,
+    timers: Timers,
+    /// Client: the id must arrive by then.
+    id_deadline: Timestamp,
+    stats: HostStats,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("role", &self.s.role)
+            .field("status", &self.s.status)
+            .field("unique_id", &self.s.unique_id)
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    // ----- construction -------------------------------------------------
+
+    /// A server: CONNECTED at once with unique id 1 (spec §3.3). With
+    /// `admission` [`Admission::Manual`], every request is shown as
+    /// [`HostEvent::Request`] first (the relay's rooms, 503s and `/stats`).
+    pub fn server(config: Config, admission: Admission, rng: Rng) -> Result<Host, ConfigError> {
+        config.validate()?;
+        Ok(Host::new(
+            Role::Server,
+            Arc::new(config),
+            admission,
+            Some(rng),
+            ConnectionStatus::Connected,
+            1,
+        ))
+    }
+
+    /// A client joining the server at `url` (spec §3.4): CONNECTING, unique
+    /// id 0 until the id message arrives. The adapter connects the socket for
+    /// peer 1 ([`PeerId::SERVER`]) and drives it like any peer.
+    pub fn client(
+        config: Config,
+        url: &str,
+        now: Timestamp,
+        rng: Rng,
+    ) -> Result<Host, ClientError> {
+        let config = Arc::new(config);
+        // The client's only randomness is its key and masks: the connection owns the RNG.
+        let conn = Connection::client(config.clone(), url, now, rng)?;
+        let mut host = Host::new(
+            Role::Client,
+            config.clone(),
+            Admission::Automatic,
+            None,
+            ConnectionStatus::Connecting,
+            0,
+        );
+        let now = host.s.clock.observe(now);
+        host.s.id_deadline = now.saturating_add(config.handshake_timeout);
+        host.peers.insert(PeerId::SERVER, Peer::new(conn, None));
+        host.after(PeerId::SERVER);
+        Ok(host)
+    }
+
+    fn new(
+        role: Role,
+        config: Arc<Config>,
+        admission: Admission,
+        rng: Option<Rng>,
+        status: ConnectionStatus,
+        unique_id: i32,
+    ) -> Host {
+        Host {
+            peers: BTreeMap::new(),
+            rng,
+            admission,
+            target: Target::Broadcast,
+            s: Shared {
+                role,
+                config,
+                clock: Clock::default(),
+                status,
+                unique_id,
+                connected: 0,
+                refuse_new_connections: false,
+                seq: 0,
+                signals: VecDeque::new(),
+                packets: VecDeque::new(),
+                dirty: VecDeque::new(),
+                timers: Timers::default(),
+                id_deadline: Timestamp::MAX,
+                stats: HostStats::default(),
+            },
+        }
+    }
+
+    // ----- getters (the engine's API) -----------------------------------
+
+    /// The configuration applied to every peer.
+    pub fn config(&self) -> &Config {
+        &self.s.config
+    }
+
+    /// `is_server()`.
+    pub fn is_server(&self) -> bool {
+        self.s.role == Role::Server
+    }
+
+    /// `get_connection_status()` (spec §3.10).
+    pub fn connection_status(&self) -> ConnectionStatus {
+        self.s.status
+    }
+
+    /// `get_unique_id()`: 1 for a server, the received id for a connected
+    /// client, 0 otherwise.
+    pub fn unique_id(&self) -> i32 {
+        self.s.unique_id
+    }
+
+    /// `get_max_packet_size()`: `outbound_buffer_size − 9`, as the engine
+    /// reports it (a Godot 3 leftover, spec §3.9; nothing enforces it).
+    pub fn max_packet_size(&self) -> usize {
+        self.s.config.outbound_buffer_size.saturating_sub(9)
+    }
+
+    /// `refuse_new_connections`.
+    pub fn refuse_new_connections(&self) -> bool {
+        self.s.refuse_new_connections
+    }
+
+    /// Sets `refuse_new_connections`: the adapter must stop accepting, and
+    /// pending peers that finish their handshake are dropped (spec §3.5).
+    pub fn set_refuse_new_connections(&mut self, refuse: bool) {
+        self.s.refuse_new_connections = refuse;
+    }
+
+    /// `set_target_peer`: the target of [`put_packet`](Self::put_packet).
+    pub fn set_target_peer(&mut self, target: Target) {
+        self.target = target;
+    }
+
+    /// The current target of [`put_packet`](Self::put_packet).
+    pub fn target_peer(&self) -> Target {
+        self.target
+    }
+
+    /// `get_peer(id)`: the connection of a connected peer.
+    pub fn peer(&self, id: PeerId) -> Option<&Connection> {
+        self.peers
+            .get(&id)
+            .filter(|p| p.phase == Phase::Connected)
+            .map(|p| &p.conn)
+    }
+
+    /// The connection of any known peer, pending or leaving too.
+    pub fn connection(&self, id: PeerId) -> Option<&Connection> {
+        self.peers.get(&id).map(|p| &p.conn)
+    }
+
+    /// `get_peer_address(id)` / `get_peer_port(id)`: what the adapter
+    /// reported at accept time (connected peers only, as in the engine).
+    pub fn peer_address(&self, id: PeerId) -> Option<SocketAddr> {
+        self.peers
+            .get(&id)
+            .filter(|p| p.phase == Phase::Connected)
+            .and_then(|p| p.addr)
+    }
+
+    /// Ids of the connected peers, ascending.
+    pub fn connected_peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.phase == Phase::Connected)
+            .map(|(id, _)| *id)
+    }
+
+    /// Number of connected peers.
+    pub fn connected_count(&self) -> usize {
+        self.s.connected
+    }
+
+    /// Number of peers with a socket (pending, connected or closing).
+    pub fn socket_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Number of pending (handshaking) peers.
+    pub fn pending_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.phase == Phase::Pending)
+            .count()
+    }
+
+    /// `get_available_packet_count()`.
+    pub fn available_packet_count(&self) -> usize {
+        self.s.packets.len()
+    }
+
+    /// `get_packet_peer()`: the sender of the next packet.
+    pub fn packet_peer(&self) -> Option<PeerId> {
+        self.s.packets.front().map(|(_, p, _)| *p)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> HostStats {
+        self.s.stats
+    }
+
+    // ----- sockets (adapter side) --------------------------------------
+
+    /// Server: a TCP connection was accepted at `now` (before any TLS).
+    /// Returns the pending peer's id; the handshake timer starts now.
+    pub fn accept(
+        &mut self,
+        now: Timestamp,
+        remote: Option<SocketAddr>,
+    ) -> Result<PeerId, AcceptError> {
+        let now = self.s.clock.observe(now);
+        let Some(rng) = self.rng.as_mut() else {
+            return Err(AcceptError::NotServer);
+        };
+        if self.s.status != ConnectionStatus::Connected {
+            return Err(AcceptError::NotServer);
+        }
+        if self.s.refuse_new_connections {
+            return Err(AcceptError::Refusing);
+        }
+        let peers = &self.peers;
+        let id = PeerId::random(&mut **rng, |id| peers.contains_key(&id));
+        let conn = Connection::server(self.s.config.clone(), now, self.admission);
+        self.peers.insert(id, Peer::new(conn, remote));
+        self.s.stats.accepted += 1;
+        self.after(id);
+        Ok(id)
+    }
+
+    /// Bytes read from a peer's socket; returns how many were consumed (see
+    /// [`Connection::handle_input`]).
+    pub fn handle_input(
+        &mut self,
+        now: Timestamp,
+        id: PeerId,
+        input: &[u8],
+    ) -> Result<usize, UnknownPeer> {
+        let now = self.s.clock.observe(now);
+        let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
+        let n = peer.conn.handle_input(now, input);
+        self.after(id);
+        Ok(n)
+    }
+
+    /// True when the peer's connection takes input now (see
+    /// [`Connection::can_read`]); false for unknown peers.
+    pub fn can_read(&self, id: PeerId) -> bool {
+        self.peers.get(&id).is_some_and(|p| p.conn.can_read())
+    }
+
+    /// The peer's socket reached end of stream (or failed).
+    pub fn handle_eof(&mut self, now: Timestamp, id: PeerId) -> Result<(), UnknownPeer> {
+        let now = self.s.clock.observe(now);
+        let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
+        peer.conn.handle_eof(now);
+        self.after(id);
+        Ok(())
+    }
+
+    /// The peer's unwritten output (see [`Connection::transmit`]).
+    pub fn transmit(&self, id: PeerId) -> Option<Chunks<'_>> {
+        self.peers.get(&id).map(|p| p.conn.transmit())
+    }
+
+    /// Total unwritten output bytes of a peer.
+    pub fn transmit_len(&self, id: PeerId) -> usize {
+        self.peers.get(&id).map_or(0, |p| p.conn.transmit_len())
+    }
+
+    /// `n` bytes of the peer's output were written.
+    pub fn advance_transmit(&mut self, now: Timestamp, id: PeerId, n: usize) {
+        let now = self.s.clock.observe(now);
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.conn.advance_transmit(now, n);
+            self.after(id);
+        }
+    }
+
+    /// True when the peer's socket should be closed once its output is
+    /// written; then close it and call [`release`](Self::release).
+    pub fn should_close_socket(&self, id: PeerId) -> bool {
+        self.peers
+            .get(&id)
+            .is_none_or(|p| p.conn.should_close_socket())
+    }
+
+    /// The adapter closed the peer's socket: forget the connection. A
+    /// connected peer that had not closed yet is reported gone.
+    pub fn release(&mut self, now: Timestamp, id: PeerId) {
+        let now = self.s.clock.observe(now);
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if peer.conn.state() != State::Closed {
+                peer.conn.handle_eof(now);
+                self.after(id);
+            }
+        }
+        if let Some(peer) = self.peers.remove(&id) {
+            if peer.phase == Phase::Connected {
+                self.s.connected -= 1;
+            }
+        }
+    }
+
+    /// The next peer whose output grew or whose socket must be closed.
+    pub fn poll_dirty(&mut self) -> Option<PeerId> {
+        while let Some(id) = self.s.dirty.pop_front() {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.dirty = false;
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    // ----- timers -------------------------------------------------------
+
+    /// The earliest deadline of any peer (handshake, heartbeat, close, id).
+    pub fn poll_timeout(&mut self) -> Option<Timestamp> {
+        let peers = &self.peers;
+        self.s
+            .timers
+            .peek(|id, at| peers.get(&id).is_some_and(|p| p.deadline == Some(at)))
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now = self.s.clock.observe(now);
+        while let Some((id, at)) = self.s.timers.pop_due(now) {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.deadline != Some(at) {
+                continue;
+            }
+            peer.deadline = None;
+            if self.s.role == Role::Client
+                && peer.phase == Phase::Pending
+                && now >= self.s.id_deadline
+            {
+                // Deviation from the engine (spec §3.6): the id wait is bounded too.
+                peer.conn.abort(now);
+                self.s.client_failed(ConnectFailure::Timeout);
+            } else {
+                peer.conn.handle_timeout(now);
+            }
+            self.after(id);
+        }
+    }
+
+    // ----- admission ------------------------------------------------------
+
+    /// Accepts the upgrade request of a pending peer (after
+    /// [`HostEvent::Request`]).
+    pub fn accept_request(
+        &mut self,
+        now: Timestamp,
+        id: PeerId,
+        options: AcceptOptions,
+    ) -> Result<(), CommandError> {
+        let now = self.s.clock.observe(now);
+        let peer = self.peers.get_mut(&id).ok_or(CommandError::InvalidState)?;
+        peer.conn.accept(now, options)?;
+        self.after(id);
+        Ok(())
+    }
+
+    /// Answers a pending peer's request with an HTTP response (a refusal or a
+    /// plain HTTP answer); its socket is then closed.
+    pub fn respond(
+        &mut self,
+        now: Timestamp,
+        id: PeerId,
+        response: HttpResponse,
+    ) -> Result<(), CommandError> {
+        let now = self.s.clock.observe(now);
+        let peer = self.peers.get_mut(&id).ok_or(CommandError::InvalidState)?;
+        peer.conn.respond(now, response)?;
+        self.after(id);
+        Ok(())
+    }
+
+    // ----- sending --------------------------------------------------------
+
+    /// `put_packet`: sends `data` to the target set by
+    /// [`set_target_peer`](Self::set_target_peer).
+    pub fn put_packet(&mut self, now: Timestamp, data: Bytes) -> Result<SendReport, HostSendError> {
+        self.send(now, self.target, data)
+    }
+
+    /// Sends one binary packet (spec §3.8). Server: to one peer, to every
+    /// connected peer, or to all but one; a broadcast is encoded once and the
+    /// same bytes are queued to every peer. Client: always to the server.
+    pub fn send(
+        &mut self,
+        now: Timestamp,
+        target: Target,
+        data: Bytes,
+    ) -> Result<SendReport, HostSendError> {
+        self.send_message(now, target, MessageKind::Binary, data)
+    }
+
+    /// [`send`](Self::send) with a chosen message kind.
+    pub fn send_message(
+        &mut self,
+        now: Timestamp,
+        target: Target,
+        kind: MessageKind,
+        data: Bytes,
+    ) -> Result<SendReport, HostSendError> {
+        let now = self.s.clock.observe(now);
+        if self.s.status != ConnectionStatus::Connected {
+            return Err(HostSendError::NotConnected(data));
+        }
+        if data.len() > self.s.config.outbound_buffer_size {
+            return Err(HostSendError::TooLarge(data));
+        }
+        let single = match (self.s.role, target) {
+            // spec §3.8: a client always sends to the server; the target is ignored.
+            (Role::Client, _) => Some(PeerId::SERVER),
+            (Role::Server, Target::Peer(id)) => Some(id),
+            _ => None,
+        };
+        if let Some(id) = single {
+            let Some(peer) = self
+                .peers
+                .get_mut(&id)
+                .filter(|p| p.phase == Phase::Connected)
+            else {
+                return Err(HostSendError::UnknownPeer(id, data));
+            };
+            return match peer.conn.send(now, kind, data) {
+                Ok(()) => {
+                    self.after(id);
+                    Ok(SendReport {
+                        delivered: 1,
+                        failed: Vec::new(),
+                    })
+                }
+                Err(e) if e.kind == SendErrorKind::TooLarge => {
+                    Err(HostSendError::TooLarge(e.payload))
+                }
+                Err(e) => Err(HostSendError::QueueFull(id, e.payload)),
+            };
+        }
+        let except = match target {
+            Target::AllExcept(id) => Some(id),
+            _ => None,
+        };
+        let opcode = match kind {
+            MessageKind::Text => crate::frame::OpCode::Text,
+            MessageKind::Binary => crate::frame::OpCode::Binary,
+        };
+        let frame = SharedFrame::unmasked(opcode, data);
+        Ok(self.send_shared(&frame, |id| Some(id) != except))
+    }
+
+    /// Queues one pre-encoded server frame to every connected peer for
+    /// which `to` is true; one failing peer never stops the others.
+    pub fn send_shared(
+        &mut self,
+        frame: &SharedFrame,
+        mut to: impl FnMut(PeerId) -> bool,
+    ) -> SendReport {
+        let mut report = SendReport::default();
+        for (id, peer) in self.peers.iter_mut() {
+            if peer.phase != Phase::Connected || !to(*id) {
+                continue;
+            }
+            match peer.conn.send_frame(frame) {
+                Ok(()) => {
+                    report.delivered += 1;
+                    if !peer.dirty {
+                        peer.dirty = true;
+                        self.s.dirty.push_back(*id);
+                    }
+                }
+                Err(kind) => report.failed.push((*id, kind)),
+            }
+        }
+        report
+    }
+
+    // ----- receiving ------------------------------------------------------
+
+    /// The next event of any kind, in the order they happened.
+    pub fn poll_event(&mut self) -> Option<HostEvent> {
+        let take_packet = match (self.s.signals.front(), self.s.packets.front()) {
+            (Some((s, _)), Some((p, _, _))) => p < s,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if take_packet {
+            self.get_packet()
+                .map(|(from, data)| HostEvent::Packet { from, data })
+        } else {
+            self.poll_signal()
+        }
+    }
+
+    /// The next event that is not a packet (connects, disconnects, requests),
+    /// leaving packets for [`get_packet`](Self::get_packet).
+    pub fn poll_signal(&mut self) -> Option<HostEvent> {
+        self.s.signals.pop_front().map(|(_, e)| e)
+    }
+
+    /// `get_packet()`: the oldest unread packet and its sender.
+    pub fn get_packet(&mut self) -> Option<(PeerId, Bytes)> {
+        let (_, from, data) = self.s.packets.pop_front()?;
+        if let Some(peer) = self.peers.get_mut(&from) {
+            peer.unread_bytes -= data.len();
+            peer.unread_packets -= 1;
+            peer.conn
+                .set_unread_elsewhere(peer.unread_bytes, peer.unread_packets);
+            // Reading may unblock the peer's input and let it complete a
+            // pending close; collect what that produced.
+            self.after(from);
+        }
+        Some((from, data))
+    }
+
+    // ----- closing --------------------------------------------------------
+
+    /// `disconnect_peer(id, force)` (spec §3.9). Starts a normal close
+    /// (1000). `force = false`: `PeerDisconnected` is emitted now (the
+    /// engine emits it on the next poll) and the close handshake finishes in
+    /// the background. `force = true`: removed at once without a signal, the
+    /// socket dropped; on a client this resets the whole host.
+    pub fn disconnect_peer(
+        &mut self,
+        now: Timestamp,
+        id: PeerId,
+        force: bool,
+    ) -> Result<(), UnknownPeer> {
+        let now = self.s.clock.observe(now);
+        let peer = self
+            .peers
+            .get_mut(&id)
+            .filter(|p| p.phase == Phase::Connected)
+            .ok_or(UnknownPeer(id))?;
+        if force {
+            peer.conn.abort(now);
+            peer.phase = Phase::Gone;
+            peer.announce = false;
+            self.s.connected -= 1;
+            if self.s.role == Role::Client {
+                self.reset();
+                return Ok(());
+            }
+        } else {
+            let _ = peer.conn.close(now, CloseCode::NORMAL, "");
+            if self.s.role == Role::Server {
+                peer.phase = Phase::Gone;
+                peer.announce = false;
+                self.s.connected -= 1;
+                let info = peer.conn.close_info().cloned();
+                self.s
+                    .signal(HostEvent::PeerDisconnected { peer: id, info });
+            }
+        }
+        self.after(id);
+        Ok(())
+    }
+
+    /// `close()` with the engine's meaning: every connection dropped at once
+    /// (no close frames), queues freed, status DISCONNECTED, no events. The
+    /// adapter closes every socket it holds.
+    pub fn close(&mut self) {
+        self.reset();
+    }
+
+    /// Graceful stop: a close frame (1001 "going away") to every peer;
+    /// pending peers are dropped. Each connection is released when its close
+    /// completes or `close_timeout` passes. New connections are refused.
+    pub fn shutdown(&mut self, now: Timestamp) {
+        let now = self.s.clock.observe(now);
+        self.s.refuse_new_connections = true;
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                match peer.conn.state() {
+                    State::Connecting => peer.conn.abort(now),
+                    _ => {
+                        let _ = peer.conn.close(now, CloseCode::GOING_AWAY, "");
+                    }
+                }
+            }
+            self.after(id);
+        }
+    }
+
+    // ----- internals ------------------------------------------------------
+
+    fn reset(&mut self) {
+        self.peers.clear();
+        let s = &mut self.s;
+        s.connected = 0;
+        s.signals.clear();
+        s.packets.clear();
+        s.dirty.clear();
+        s.timers = Timers::default();
+        s.status = ConnectionStatus::Disconnected;
+        s.unique_id = 0;
+    }
+
+    /// After anything touched peer `id`: move its events up, re-file its
+    /// timer, and mark it dirty when it has output or must be closed.
+    fn after(&mut self, id: PeerId) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            self.s.after(id, peer);
+        }
+    }
+}
+
+impl Shared {
+    fn signal(&mut self, event: HostEvent) {
+        self.seq += 1;
+        self.signals.push_back((self.seq, event));
+    }
+
+    fn client_failed(&mut self, why: ConnectFailure) {
+        if self.status == ConnectionStatus::Connecting {
+            self.status = ConnectionStatus::Disconnected;
+            self.signal(HostEvent::ConnectFailed(why));
+        }
+    }
+
+    fn mark_dirty(&mut self, id: PeerId, peer: &mut Peer) {
+        if !peer.dirty {
+            peer.dirty = true;
+            self.dirty.push_back(id);
+        }
+    }
+
+    fn after(&mut self, id: PeerId, peer: &mut Peer) {
+        while let Some(event) = peer.conn.poll_event() {
+            self.on_event(id, peer, event);
+        }
+        let mut deadline = peer.conn.poll_timeout();
+        if self.role == Role::Client
+            && peer.phase == Phase::Pending
+            && !peer.conn.should_close_socket()
+        {
+            deadline = Some(deadline.map_or(self.id_deadline, |d| d.min(self.id_deadline)));
+        }
+        if deadline != peer.deadline {
+            peer.deadline = deadline;
+            if let Some(at) = deadline {
+                self.timers.push(id, at);
+            }
+        }
+        if peer.conn.transmit_len() > 0 || peer.conn.should_close_socket() {
+            self.mark_dirty(id, peer);
+        }
+    }
+
+    fn on_event(&mut self, id: PeerId, peer: &mut Peer, event: Event) {
+        match event {
+            Event::Request(request) => self.signal(HostEvent::Request { peer: id, request }),
+            Event::Open { .. } => match self.role {
+                Role::Server => self.server_opened(id, peer),
+                // The client waits for the id message (spec §3.6).
+                Role::Client => {}
+            },
+            Event::Message(message) => {
+                if peer.phase == Phase::Pending && self.role == Role::Client {
+                    // spec/websocket-peer.md §3.6: the first message must be the id
+                    // (text or binary alike).
+                    match decode_id_message(&message.data) {
+                        Some(uid) => {
+                            self.unique_id = uid.get();
+                            self.status = ConnectionStatus::Connected;
+                            peer.phase = Phase::Connected;
+                            peer.announce = true;
+                            self.connected += 1;
+                            self.signal(HostEvent::PeerConnected(PeerId::SERVER));
+                        }
+                        None => {
+                            let now = self.clock.now();
+                            let _ = peer.conn.close(now, CloseCode::NORMAL, "invalid id");
+                            self.client_failed(ConnectFailure::InvalidId);
+                        }
+                    }
+                    return;
+                }
+                if peer.phase == Phase::Gone && !peer.announce {
+                    // Disconnected by us: nothing more is delivered (spec §2.10).
+                    return;
+                }
+                if message.data.is_empty() {
+                    // spec §3.5: zero-length messages are discarded.
+                    self.stats.empty_discarded += 1;
+                    return;
+                }
+                peer.unread_bytes += message.data.len();
+                peer.unread_packets += 1;
+                peer.conn
+                    .set_unread_elsewhere(peer.unread_bytes, peer.unread_packets);
+                self.seq += 1;
+                self.packets.push_back((self.seq, id, message.data));
+            }
+            Event::Pong(_) => {}
+            Event::Closed(info) => match peer.phase {
+                Phase::Pending => {
+                    match info.cause {
+                        crate::connection::CloseCause::HandshakeTimeout => {
+                            self.stats.handshake_timeouts += 1
+                        }
+                        _ => self.stats.handshake_failures += 1,
+                    }
+                    peer.phase = Phase::Gone;
+                    if self.role == Role::Client {
+                        self.client_failed(ConnectFailure::Closed(info));
+                    }
+                }
+                Phase::Connected => {
+                    peer.phase = Phase::Gone;
+                    self.connected -= 1;
+                    if peer.announce {
+                        self.signal(HostEvent::PeerDisconnected {
+                            peer: id,
+                            info: Some(info),
+                        });
+                    }
+                    if self.role == Role::Client {
+                        // spec §3.10: a client that loses the server is DISCONNECTED.
+                        self.status = ConnectionStatus::Disconnected;
+                        self.unique_id = 0;
+                    }
+                }
+                Phase::Gone => {}
+            },
+        }
+    }
+
+    fn server_opened(&mut self, id: PeerId, peer: &mut Peer) {
+        let now = self.clock.now();
+        if self.refuse_new_connections {
+            // spec §3.5: a handshake that completes while refusing is dropped.
+            self.stats.refused += 1;
+            peer.conn.abort(now);
+            peer.phase = Phase::Gone;
+            return;
+        }
+        // spec §3.7: the id message goes first, as one binary frame.
+        let payload = Bytes::copy_from_slice(&encode_id_message(id));
+        match peer.conn.send(now, MessageKind::Binary, payload) {
+            Ok(()) => {
+                peer.phase = Phase::Connected;
+                peer.announce = true;
+                self.connected += 1;
+                self.signal(HostEvent::PeerConnected(id));
+            }
+            Err(_) => {
+                self.stats.handshake_failures += 1;
+                peer.conn.abort(now);
+                peer.phase = Phase::Gone;
+            }
+        }
+    }
+}
+
+impl Peer {
+    fn new(conn: Connection, addr: Option<SocketAddr>) -> Peer {
+        Peer {
+            conn,
+            addr,
+            phase: Phase::Pending,
+            unread_bytes: 0,
+            unread_packets: 0,
+            dirty: false,
+            announce: false,
+            deadline: None,
+        }
+    }
+}

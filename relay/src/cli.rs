@@ -1,0 +1,393 @@
+//! Command-line flags of the `wsmp-relay` program (design/CLI.md, "Common to
+//! every server program" and "wsmp-relay").
+//!
+//! [`parse_or_exit`] is what `main` calls: `--help`/`--version` print to
+//! stdout and exit 0; any bad argument prints one line `error: …` to stderr
+//! and exits 2.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use wsmp_core::Timestamp;
+
+use crate::relay::RelayConfig;
+
+/// Log output format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `wsmp-relay`.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "wsmp-relay",
+    version,
+    about = "SceneMultiplayer relay server for unmodified Redot/Godot 4 WebSocket clients",
+    long_about = "SceneMultiplayer relay server for unmodified Redot/Godot 4 clients.\n\
+                  Clients connect with WebSocketMultiplayerPeer.create_client(\"ws://HOST:PORT/\") \
+                  (or /room/NAME for a separate room); the relay is their server, peer 1.\n\
+                  GET / in a browser serves a demo chat page."
+)]
+pub struct Args {
+    /// Address to listen on (IPv4 `127.0.0.1:9080`, IPv6 `[::1]:9080`, port 0 = any free
+    /// port). Repeatable; given at least once, it replaces the default.
+    #[arg(long = "listen", value_name = "HOST:PORT", default_value = "127.0.0.1:9080", action = ArgAction::Append)]
+    pub listen: Vec<SocketAddr>,
+
+    /// TLS certificate chain (PEM); enables wss:// together with `--tls-key`.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM), for `--tls-cert`.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds a connection may take from TCP accept to a completed WebSocket upgrade
+    /// (decimals allowed; must be > 0).
+    #[arg(long, value_name = "SECONDS", default_value = "3", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub handshake_timeout: Duration,
+
+    /// Largest incoming message in bytes (as Godot's `inbound_buffer_size`).
+    #[arg(long, value_name = "BYTES", default_value_t = 65535, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub inbound_buffer_size: usize,
+
+    /// Largest outgoing message in bytes (as Godot's `outbound_buffer_size`).
+    #[arg(long, value_name = "BYTES", default_value_t = 65535, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub outbound_buffer_size: usize,
+
+    /// Most packets queued per peer in each direction (as Godot's `max_queued_packets`);
+    /// a receiver whose queue is full is disconnected.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub max_queued_packets: usize,
+
+    /// Most peers connected at once over all rooms; more get HTTP 503.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub max_peers: usize,
+
+    /// Most peers in one room at once; more get HTTP 503.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub room_max_peers: usize,
+
+    /// WebSocket subprotocol the relay accepts (Sec-WebSocket-Protocol). Repeatable.
+    #[arg(long = "supported-protocol", value_name = "NAME", action = ArgAction::Append, value_parser = parse_token)]
+    pub supported_protocols: Vec<String>,
+
+    /// Seconds between pings to each peer (decimals allowed); 0 = off.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub heartbeat_interval: Duration,
+
+    /// Accept browser upgrades only from this Origin (e.g. `https://example.com`).
+    /// Repeatable; when absent every Origin is accepted. Requests without Origin
+    /// (game clients) are always accepted.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", action = ArgAction::Append, value_parser = parse_non_empty)]
+    pub allowed_origins: Vec<String>,
+
+    /// Most unfinished handshakes from one IP address at once.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub max_pending_per_ip: usize,
+
+    /// Require clients to authenticate with this token: they set
+    /// `multiplayer.auth_callback` and call `send_auth(1, token.to_utf8_buffer())`.
+    #[arg(long, value_name = "TOKEN", value_parser = parse_non_empty)]
+    pub auth_token: Option<String>,
+
+    /// Seconds a client may take to authenticate (decimals allowed; 0 = no limit).
+    #[arg(long, value_name = "SECONDS", default_value = "3", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub auth_timeout: Duration,
+
+    /// Log format on stderr.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Turn the stats off: no `GET /stats` JSON counters and no periodic stats log line.
+    #[arg(long)]
+    pub no_stats: bool,
+}
+
+/// A command line that cannot run: the text to print and the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError {
+    /// What to print: the full help/version text (exit code 0, to stdout) or
+    /// one line starting with `error: ` (exit code 2, to stderr).
+    pub message: String,
+    /// 0 for `--help` / `--version`, 2 for bad arguments.
+    pub exit_code: i32,
+}
+
+impl Args {
+    /// Checks the combinations the parser cannot see.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("--tls-cert requires --tls-key".into()),
+            (None, Some(_)) => return Err("--tls-key requires --tls-cert".into()),
+            _ => {}
+        }
+        if self.handshake_timeout.is_zero() {
+            // spec/websocket-peer.md §3.1: handshake_timeout ≤ 0 is rejected.
+            return Err("--handshake-timeout must be greater than 0".into());
+        }
+        if self.room_max_peers > self.max_peers {
+            return Err(format!(
+                "--room-max-peers ({}) must not exceed --max-peers ({})",
+                self.room_max_peers, self.max_peers
+            ));
+        }
+        // spec/scene-multiplayer.md §2: a relayed packet has a 6-byte header and ≥ 1 inner byte.
+        if self.inbound_buffer_size < 7 || self.outbound_buffer_size < 7 {
+            return Err(
+                "--inbound-buffer-size and --outbound-buffer-size must be at least 7".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether TLS (wss://) is configured.
+    pub fn tls(&self) -> Option<(&PathBuf, &PathBuf)> {
+        self.tls_cert.as_ref().zip(self.tls_key.as_ref())
+    }
+
+    /// The relay settings these flags ask for.
+    pub fn relay_config(&self, started_at: Timestamp) -> RelayConfig {
+        RelayConfig {
+            max_peers: self.max_peers,
+            room_max_peers: self.room_max_peers,
+            auth_token: self.auth_token.as_ref().map(|t| t.as_bytes().to_vec()),
+            auth_timeout: self.auth_timeout,
+            answer_simplify_path: true,
+            started_at,
+        }
+    }
+}
+
+/// Parses and validates a command line (the first item is the program name).
+pub fn try_parse_from<I, T>(args: I) -> Result<Args, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = Args::try_parse_from(args).map_err(|e| {
+        let exit_code = e.exit_code();
+        let rendered = e.render().to_string();
+        let message = if exit_code == 0 {
+            rendered
+        } else {
+            rendered
+                .lines()
+                .next()
+                .unwrap_or("error: bad arguments")
+                .to_string()
+        };
+        CliError { message, exit_code }
+    })?;
+    args.validate().map_err(|m| CliError {
+        message: format!("error: {m}"),
+        exit_code: 2,
+    })?;
+    Ok(args)
+}
+
+/// Parses the process's arguments; on help/version or error prints and exits
+/// (design/CLI.md: bad arguments → one line on stderr, exit 2).
+pub fn parse_or_exit() -> Args {
+    match try_parse_from(std::env::args_os()) {
+        Ok(args) => args,
+        Err(e) if e.exit_code == 0 => {
+            print!("{}", e.message);
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("{}", e.message);
+            std::process::exit(e.exit_code)
+        }
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err("must be a non-negative number of seconds".into());
+    }
+    Duration::try_from_secs_f64(v).map_err(|_| "too large".into())
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    let v: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if v == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(v)
+}
+
+fn parse_non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.to_string())
+}
+
+/// RFC 6455 §4.1: a subprotocol is an HTTP token (RFC 7230 §3.2.6 tchar).
+fn parse_token(s: &str) -> Result<String, String> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if s.is_empty() || !s.bytes().all(tchar) {
+        return Err("must be a non-empty HTTP token (no spaces, commas or separators)".into());
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, CliError> {
+        try_parse_from(std::iter::once("wsmp-relay").chain(args.iter().copied()))
+    }
+
+    fn err(args: &[&str]) -> String {
+        let e = parse(args).expect_err("should fail");
+        assert_eq!(e.exit_code, 2);
+        assert!(!e.message.contains('\n'), "one line: {:?}", e.message);
+        assert!(e.message.starts_with("error: "), "{:?}", e.message);
+        e.message
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[]).expect("defaults parse");
+        assert_eq!(
+            a.listen,
+            vec!["127.0.0.1:9080".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(a.tls(), None);
+        assert_eq!(a.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(a.inbound_buffer_size, 65535);
+        assert_eq!(a.outbound_buffer_size, 65535);
+        assert_eq!(a.max_queued_packets, 4096);
+        assert_eq!(a.max_peers, 4096);
+        assert_eq!(a.room_max_peers, 64);
+        assert!(a.supported_protocols.is_empty());
+        assert_eq!(a.heartbeat_interval, Duration::from_secs(10));
+        assert!(a.allowed_origins.is_empty());
+        assert_eq!(a.max_pending_per_ip, 64);
+        assert_eq!(a.auth_token, None);
+        assert_eq!(a.auth_timeout, Duration::from_secs(3));
+        assert_eq!(a.log_format, LogFormat::Human);
+        assert!(!a.no_stats);
+        let cfg = a.relay_config(Timestamp::ZERO);
+        assert_eq!(cfg.max_peers, 4096);
+        assert_eq!(cfg.auth_token, None);
+    }
+
+    #[test]
+    fn every_flag() {
+        let a = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "[::1]:9081",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--handshake-timeout",
+            "1.5",
+            "--inbound-buffer-size",
+            "1024",
+            "--outbound-buffer-size",
+            "2048",
+            "--max-queued-packets",
+            "16",
+            "--max-peers",
+            "100",
+            "--room-max-peers",
+            "10",
+            "--supported-protocol",
+            "chat",
+            "--supported-protocol",
+            "v2.game",
+            "--heartbeat-interval",
+            "0",
+            "--allowed-origin",
+            "https://example.com",
+            "--max-pending-per-ip",
+            "8",
+            "--auth-token",
+            "s3cret",
+            "--auth-timeout",
+            "0.25",
+            "--log-format",
+            "json",
+            "--no-stats",
+        ])
+        .expect("parses");
+        assert_eq!(a.listen.len(), 2, "given listens replace the default");
+        assert_eq!(a.listen[0].port(), 0);
+        assert!(a.listen[1].is_ipv6());
+        assert!(a.tls().is_some());
+        assert_eq!(a.handshake_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            (a.inbound_buffer_size, a.outbound_buffer_size),
+            (1024, 2048)
+        );
+        assert_eq!(a.max_queued_packets, 16);
+        assert_eq!((a.max_peers, a.room_max_peers), (100, 10));
+        assert_eq!(a.supported_protocols, vec!["chat", "v2.game"]);
+        assert!(a.heartbeat_interval.is_zero());
+        assert_eq!(a.allowed_origins, vec!["https://example.com"]);
+        assert_eq!(a.max_pending_per_ip, 8);
+        assert_eq!(a.auth_timeout, Duration::from_millis(250));
+        assert_eq!(a.log_format, LogFormat::Json);
+        assert!(a.no_stats);
+        let cfg = a.relay_config(Timestamp::from_millis(7));
+        assert_eq!(cfg.auth_token.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(cfg.room_max_peers, 10);
+        assert_eq!(cfg.started_at, Timestamp::from_millis(7));
+    }
+
+    #[test]
+    fn bad_arguments_give_one_line_errors() {
+        assert!(err(&["--tls-cert", "c.pem"]).contains("--tls-cert requires --tls-key"));
+        assert!(err(&["--tls-key", "k.pem"]).contains("--tls-key requires --tls-cert"));
+        assert!(err(&["--max-peers", "0"]).contains("at least 1"));
+        assert!(err(&["--room-max-peers", "0"]).contains("at least 1"));
+        assert!(err(&["--inbound-buffer-size", "0"]).contains("at least 1"));
+        assert!(err(&["--outbound-buffer-size", "3"]).contains("at least 7"));
+        assert!(err(&["--max-queued-packets", "0"]).contains("--max-queued-packets"));
+        assert!(err(&["--max-pending-per-ip", "-1"]).contains("--max-pending-per-ip"));
+        assert!(err(&["--handshake-timeout", "0"]).contains("greater than 0"));
+        assert!(err(&["--handshake-timeout", "-1"]).contains("non-negative"));
+        assert!(err(&["--heartbeat-interval", "soon"]).contains("not a number"));
+        assert!(err(&["--auth-timeout", "inf"]).contains("non-negative"));
+        assert!(err(&["--listen", "localhost"]).contains("--listen"));
+        assert!(err(&["--listen", "1.2.3.4"]).contains("--listen"));
+        assert!(err(&["--supported-protocol", "a b"]).contains("token"));
+        assert!(err(&["--auth-token", ""]).contains("empty"));
+        assert!(err(&["--log-format", "xml"]).contains("--log-format"));
+        assert!(err(&["--max-peers", "10", "--room-max-peers", "11"]).contains("must not exceed"));
+        err(&["--bogus"]);
+        err(&["positional"]);
+    }
+
+    #[test]
+    fn help_and_version_exit_zero() {
+        let h = parse(&["--help"]).expect_err("help");
+        assert_eq!(h.exit_code, 0);
+        assert!(h.message.contains("--room-max-peers"));
+        assert!(h.message.contains("--auth-token"));
+        let v = parse(&["--version"]).expect_err("version");
+        assert_eq!(v.exit_code, 0);
+        assert!(v.message.contains("wsmp-relay"));
+    }
+}

@@ -1,0 +1,31 @@
+//! # wsmp-relay
+//!
+//! A SceneMultiplayer relay that unmodified Redot/Godot 4 clients
+//! (`WebSocketMultiplayerPeer.create_client(url)`) accept as their server,
+//! peer 1. It admits clients into rooms, tells them about each other
+//! (ADD_PEER / DEL_PEER) and forwards their RELAY packets, as the engine's own
+//! server does (spec/scene-multiplayer.md §6).
+//!
+//! This crate is sans-IO: [`Relay`] is fed events and timestamps and answers
+//! with [`Action`]s; the network glue (sockets, WebSocket, ids) lives outside.
+//!
+//! Modules:
+//! - [`protocol`]: SceneMultiplayer packet bytes.
+//! - [`rooms`]: room names from request paths, peer limits.
+//! - [`relay`]: the state machine.
+//! - [`stats`]: counters and their JSON form.
+//! - [`cli`]: command-line flags.
+//! - [`web`]: the embedded demo page.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod protocol;
+pub mod relay;
+pub mod rooms;
+pub mod stats;
+pub mod web;
+
+pub use relay::{Action, Admission, Relay, RelayConfig};
+pub use rooms::RoomName;
+pub use stats::{DropReason, Stats};

@@ -1,0 +1,821 @@
+use super::*;
+use proptest::prelude::*;
+
+const T0: Timestamp = Timestamp::ZERO;
+
+fn room(path: &str) -> RoomName {
+    RoomName::from_path(path).expect("room")
+}
+
+fn relay() -> Relay {
+    Relay::new(RelayConfig::default())
+}
+
+fn auth_relay(token: &[u8]) -> Relay {
+    Relay::new(RelayConfig {
+        auth_token: Some(token.to_vec()),
+        ..RelayConfig::default()
+    })
+}
+
+fn drain(r: &mut Relay) -> Vec<Action> {
+    std::iter::from_fn(|| r.poll_action()).collect()
+}
+
+/// Flattens actions into (receiver, bytes) deliveries in order; disconnects are skipped.
+fn deliveries(actions: &[Action]) -> Vec<(i32, Vec<u8>)> {
+    let mut out = Vec::new();
+    for a in actions {
+        match a {
+            Action::Send { to, bytes } => out.push((*to, bytes.to_vec())),
+            Action::SendMany { to, bytes } => {
+                out.extend(to.iter().map(|t| (*t, bytes.to_vec())));
+            }
+            Action::Disconnect { .. } => {}
+        }
+    }
+    out
+}
+
+fn join(r: &mut Relay, id: i32, path: &str) -> Vec<(i32, Vec<u8>)> {
+    match r.admit(path) {
+        Admission::Accept { room } => r.peer_joined(T0, id, room),
+        other => panic!("not admitted: {other:?}"),
+    }
+    deliveries(&drain(r))
+}
+
+fn send(r: &mut Relay, from: i32, bytes: &[u8]) -> Vec<(i32, Vec<u8>)> {
+    r.packet(T0, from, Bytes::copy_from_slice(bytes));
+    deliveries(&drain(r))
+}
+
+fn add(id: i32) -> Vec<u8> {
+    protocol::add_peer(id).to_vec()
+}
+
+fn del(id: i32) -> Vec<u8> {
+    protocol::del_peer(id).to_vec()
+}
+
+fn raw_relay(target: i32, text: &[u8]) -> Vec<u8> {
+    let mut inner = vec![3u8];
+    inner.extend_from_slice(text);
+    protocol::relay(target, &inner).to_vec()
+}
+
+#[test]
+fn lone_peer_receives_nothing() {
+    let mut r = relay();
+    assert_eq!(join(&mut r, 1000, "/"), vec![]);
+    assert!(r.is_admitted(1000));
+}
+
+#[test]
+fn spec_example_two_clients_join_and_one_leaves() {
+    // spec/scene-multiplayer.md §3.5
+    let mut r = relay();
+    assert_eq!(join(&mut r, 1000, "/"), vec![]);
+    assert_eq!(
+        join(&mut r, 2000, "/"),
+        vec![
+            (1000, vec![0x07, 0x01, 0xD0, 0x07, 0x00, 0x00]),
+            (2000, vec![0x07, 0x01, 0xE8, 0x03, 0x00, 0x00]),
+        ]
+    );
+    r.peer_left(T0, 2000);
+    assert_eq!(
+        deliveries(&drain(&mut r)),
+        vec![(1000, vec![0x07, 0x02, 0xD0, 0x07, 0x00, 0x00])]
+    );
+}
+
+#[test]
+fn three_peers_add_peer_fan_out() {
+    let mut r = relay();
+    join(&mut r, 2, "/");
+    join(&mut r, 3, "/");
+    let actions = {
+        r.peer_joined(T0, 4, RoomName::default_room());
+        drain(&mut r)
+    };
+    // ADD_PEER(4) once, shared, to both earlier peers; then ADD_PEER(2), ADD_PEER(3) to 4.
+    assert_eq!(
+        actions,
+        vec![
+            Action::SendMany {
+                to: vec![2, 3],
+                bytes: protocol::add_peer(4)
+            },
+            Action::Send {
+                to: 4,
+                bytes: protocol::add_peer(2)
+            },
+            Action::Send {
+                to: 4,
+                bytes: protocol::add_peer(3)
+            },
+        ]
+    );
+    assert_eq!(r.admitted_in(&RoomName::default_room()), &[2, 3, 4]);
+}
+
+#[test]
+fn add_peer_precedes_relayed_packets_from_the_newcomer() {
+    let mut r = relay();
+    join(&mut r, 2, "/");
+    join(&mut r, 3, "/");
+    r.peer_joined(T0, 4, RoomName::default_room());
+    r.packet(T0, 4, Bytes::from(raw_relay(0, b"hi")));
+    let d = deliveries(&drain(&mut r));
+    for receiver in [2, 3] {
+        let mine: Vec<&Vec<u8>> = d
+            .iter()
+            .filter(|(to, _)| *to == receiver)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(mine, vec![&add(4), &protocol::relay(4, b"\x03hi").to_vec()]);
+    }
+}
+
+#[test]
+fn del_peer_on_leave_goes_to_the_others_only() {
+    let mut r = relay();
+    join(&mut r, 2, "/");
+    join(&mut r, 3, "/");
+    join(&mut r, 4, "/");
+    r.peer_left(T0, 3);
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::SendMany {
+            to: vec![2, 4],
+            bytes: protocol::del_peer(3)
+        }]
+    );
+    assert!(!r.is_admitted(3));
+    // Leaving twice, or an unknown peer leaving, does nothing.
+    r.peer_left(T0, 3);
+    r.peer_left(T0, 99);
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.stats().peers, 2);
+}
+
+#[test]
+fn relay_to_one_peer_rewrites_destination_to_source() {
+    // spec/scene-multiplayer.md §7: `07 03 2A 00 00 00 03 68 69` from 1234567 to 42.
+    let mut r = relay();
+    join(&mut r, 42, "/");
+    join(&mut r, 1_234_567, "/");
+    join(&mut r, 7, "/");
+    let d = send(
+        &mut r,
+        1_234_567,
+        &[0x07, 0x03, 0x2A, 0x00, 0x00, 0x00, 0x03, 0x68, 0x69],
+    );
+    assert_eq!(
+        d,
+        vec![(
+            42,
+            vec![0x07, 0x03, 0x87, 0xD6, 0x12, 0x00, 0x03, 0x68, 0x69]
+        )]
+    );
+}
+
+#[test]
+fn relay_to_self_is_echoed() {
+    let mut r = relay();
+    join(&mut r, 5, "/");
+    assert_eq!(
+        send(&mut r, 5, &raw_relay(5, b"x")),
+        vec![(5, raw_relay(5, b"x"))]
+    );
+}
+
+#[test]
+fn relay_to_everyone_excludes_the_sender() {
+    let mut r = relay();
+    for id in [2, 3, 4] {
+        join(&mut r, id, "/");
+    }
+    r.packet(T0, 3, Bytes::from(raw_relay(0, b"hi")));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::SendMany {
+            to: vec![2, 4],
+            bytes: Bytes::from(raw_relay(3, b"hi"))
+        }]
+    );
+}
+
+#[test]
+fn relay_to_all_but_one() {
+    let mut r = relay();
+    for id in [2, 3, 4, 1_234_567] {
+        join(&mut r, id, "/");
+    }
+    // spec/scene-multiplayer.md §7: target −1234567.
+    let d = send(
+        &mut r,
+        2,
+        &[0x07, 0x03, 0x79, 0x29, 0xED, 0xFF, 0x03, 0x68, 0x69],
+    );
+    assert_eq!(d, vec![(3, raw_relay(2, b"hi")), (4, raw_relay(2, b"hi"))]);
+    // −1: everyone except the sender (1 is the relay itself).
+    let d = send(&mut r, 2, &raw_relay(-1, b"hi"));
+    let to: Vec<i32> = d.iter().map(|(t, _)| *t).collect();
+    assert_eq!(to, vec![3, 4, 1_234_567]);
+    // −sender: the same.
+    let d = send(&mut r, 2, &raw_relay(-2, b"hi"));
+    assert_eq!(d.len(), 3);
+    // i32::MIN: nobody extra excluded.
+    let d = send(&mut r, 2, &raw_relay(i32::MIN, b"hi"));
+    assert_eq!(d.len(), 3);
+}
+
+#[test]
+fn relay_to_unknown_server_or_other_room_is_dropped() {
+    let mut r = relay();
+    join(&mut r, 2, "/");
+    join(&mut r, 3, "/room/other");
+    assert_eq!(send(&mut r, 2, &raw_relay(3, b"hi")), vec![]);
+    assert_eq!(send(&mut r, 2, &raw_relay(1, b"hi")), vec![]);
+    assert_eq!(send(&mut r, 2, &raw_relay(77, b"hi")), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::UnknownTarget), 3);
+}
+
+#[test]
+fn broadcast_with_nobody_else_is_not_a_drop() {
+    let mut r = relay();
+    join(&mut r, 2, "/");
+    assert_eq!(send(&mut r, 2, &raw_relay(0, b"hi")), vec![]);
+    assert_eq!(r.stats().dropped_total(), 0);
+}
+
+#[test]
+fn rooms_are_isolated() {
+    let mut r = relay();
+    assert_eq!(join(&mut r, 2, "/room/a"), vec![]);
+    assert_eq!(join(&mut r, 3, "/room/b"), vec![]);
+    assert_eq!(join(&mut r, 4, "/"), vec![]);
+    assert_eq!(
+        join(&mut r, 5, "/room/a?x=1"),
+        vec![(2, add(5)), (5, add(2))]
+    );
+    assert_eq!(
+        send(&mut r, 5, &raw_relay(0, b"hi")),
+        vec![(2, raw_relay(5, b"hi"))]
+    );
+    assert_eq!(send(&mut r, 3, &raw_relay(-5, b"hi")), vec![]);
+    r.peer_left(T0, 4);
+    assert_eq!(drain(&mut r), vec![]);
+    r.peer_left(T0, 2);
+    assert_eq!(deliveries(&drain(&mut r)), vec![(5, del(2))]);
+    let rooms: Vec<(&str, usize)> = r
+        .stats()
+        .rooms
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(rooms, vec![("/room/a", 1), ("/room/b", 1)]);
+}
+
+#[test]
+fn admission_404_and_503() {
+    let mut r = Relay::new(RelayConfig {
+        max_peers: 3,
+        room_max_peers: 2,
+        ..RelayConfig::default()
+    });
+    assert_eq!(
+        r.admit("/nope"),
+        Admission::Reject {
+            status: 404,
+            reason: "Not Found"
+        }
+    );
+    assert_eq!(
+        r.admit("/room/"),
+        Admission::Reject {
+            status: 404,
+            reason: "Not Found"
+        }
+    );
+    join(&mut r, 2, "/room/a");
+    join(&mut r, 3, "/room/a");
+    assert_eq!(
+        r.admit("/room/a"),
+        Admission::Reject {
+            status: 503,
+            reason: "room full"
+        }
+    );
+    join(&mut r, 4, "/room/b");
+    assert_eq!(
+        r.admit("/room/c"),
+        Admission::Reject {
+            status: 503,
+            reason: "relay full"
+        }
+    );
+    r.peer_left(T0, 2);
+    drain(&mut r);
+    assert_eq!(
+        r.admit("/room/a"),
+        Admission::Accept {
+            room: room("/room/a")
+        }
+    );
+}
+
+#[test]
+fn join_over_the_limit_after_admit_is_disconnected() {
+    let mut r = Relay::new(RelayConfig {
+        room_max_peers: 1,
+        ..RelayConfig::default()
+    });
+    let a = r.admit("/");
+    let b = r.admit("/");
+    for (id, adm) in [(2, a), (3, b)] {
+        let Admission::Accept { room } = adm else {
+            panic!("both admitted at upgrade time")
+        };
+        r.peer_joined(T0, id, room);
+    }
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::Disconnect {
+            peer: 3,
+            code: CLOSE_TRY_AGAIN_LATER,
+            reason: "room full"
+        }]
+    );
+    assert!(!r.is_admitted(3));
+    assert_eq!(send(&mut r, 3, &raw_relay(2, b"hi")), vec![]);
+    r.peer_left(T0, 3);
+    assert_eq!(drain(&mut r), vec![], "no DEL_PEER for a refused peer");
+    assert_eq!(r.stats().refused_full, 1);
+    assert_eq!(r.stats().peers, 1);
+}
+
+#[test]
+fn invalid_and_duplicate_ids_are_ignored() {
+    let mut r = relay();
+    r.peer_joined(T0, 1, RoomName::default_room());
+    r.peer_joined(T0, 0, RoomName::default_room());
+    r.peer_joined(T0, -5, RoomName::default_room());
+    join(&mut r, 2, "/");
+    r.peer_joined(T0, 2, room("/room/x"));
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.stats().peers, 1);
+    assert_eq!(r.room_of(2), Some(&RoomName::default_room()));
+}
+
+#[test]
+fn drop_counters() {
+    let mut r = relay();
+    join(&mut r, 2, "/");
+    join(&mut r, 3, "/");
+    let cases: [(&[u8], DropReason); 12] = [
+        (&[], DropReason::Empty),
+        (&[0x07], DropReason::ShortSys),
+        (&[0x07, 0x01, 3, 0, 0, 0], DropReason::SysFromClient),
+        (&[0x07, 0x02, 3, 0, 0, 0], DropReason::SysFromClient),
+        (&[0x07, 0x02, 3], DropReason::ShortSys),
+        (&[0x07, 0x09], DropReason::UnknownSys),
+        (&[0x07, 0x03, 3, 0, 0, 0], DropReason::ShortRelay),
+        (
+            &[0x07, 0x03, 3, 0, 0, 0, 0x07, 0x01, 2, 0, 0, 0],
+            DropReason::NestedSys,
+        ),
+        (&[0x07, 0x03, 0, 0, 0, 0, 0x17], DropReason::NestedSys),
+        (&[0x03, b'h', b'i'], DropReason::ToServer),
+        (&[0x07, 0x00], DropReason::AuthUnexpected),
+        (&[0x07, 0x00, b'x'], DropReason::AuthUnexpected),
+    ];
+    for (bytes, reason) in cases {
+        let before = r.stats().dropped(reason);
+        assert_eq!(send(&mut r, 2, bytes), vec![], "{bytes:02x?}");
+        assert_eq!(r.stats().dropped(reason), before + 1, "{bytes:02x?}");
+    }
+    // Commands 0–6 direct to the server are all dropped.
+    for cmd in [0u8, 2, 4, 5, 6, 0x80, 0x16] {
+        assert_eq!(send(&mut r, 2, &[cmd, 1, 2, 3, 4, 5]), vec![]);
+    }
+    assert_eq!(send(&mut r, 99, &raw_relay(2, b"hi")), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::UnknownSender), 1);
+    assert_eq!(r.stats().dropped(DropReason::ToServer), 8);
+    assert_eq!(r.stats().dropped_total(), 12 + 7 + 1);
+    assert_eq!(r.stats().messages_in, 12 + 7 + 1);
+}
+
+fn simplify_path(cache_id: u32) -> Vec<u8> {
+    let mut p = vec![0x01u8];
+    p.extend_from_slice(&[b'0'; 32]);
+    p.push(0);
+    p.extend_from_slice(&cache_id.to_le_bytes());
+    p.extend_from_slice(b"Main/Player\0");
+    p
+}
+
+#[test]
+fn simplify_path_is_confirmed_when_enabled() {
+    let mut r = relay();
+    join(&mut r, 2, "/");
+    assert_eq!(
+        send(&mut r, 2, &simplify_path(1)),
+        vec![(2, vec![0x02, 0x01, 0x01, 0x00, 0x00, 0x00])]
+    );
+    // Too short: dropped.
+    assert_eq!(send(&mut r, 2, &simplify_path(1)[..37]), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::ToServer), 1);
+
+    let mut r = Relay::new(RelayConfig {
+        answer_simplify_path: false,
+        ..RelayConfig::default()
+    });
+    join(&mut r, 2, "/");
+    assert_eq!(send(&mut r, 2, &simplify_path(1)), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::ToServer), 1);
+}
+
+#[test]
+fn auth_accepted_client_completes_after_relay() {
+    let mut r = auth_relay(b"secret");
+    join(&mut r, 2, "/");
+    assert!(!r.is_admitted(2));
+    assert_eq!(r.stats().pending, 1);
+    // A pending peer gets nothing; a second one neither (no ADD_PEER between pending peers).
+    assert_eq!(join(&mut r, 3, "/"), vec![]);
+    // Client 2 sends its token: the relay completes at once, without waiting.
+    assert_eq!(
+        send(&mut r, 2, b"\x07\x00secret"),
+        vec![(2, vec![0x07, 0x00])]
+    );
+    assert!(!r.is_admitted(2));
+    // Then the client's completion admits it (alone in the room: no ADD_PEER).
+    assert_eq!(send(&mut r, 2, &[0x07, 0x00]), vec![]);
+    assert!(r.is_admitted(2));
+    assert_eq!(r.stats().pending, 1);
+    // Client 3 completes first, then sends its token: completion goes out before ADD_PEERs.
+    assert_eq!(send(&mut r, 3, &[0x07, 0x00]), vec![]);
+    assert_eq!(
+        send(&mut r, 3, b"\x07\x00secret"),
+        vec![(3, vec![0x07, 0x00]), (2, add(3)), (3, add(2))]
+    );
+    assert!(r.is_admitted(3));
+    assert_eq!(r.stats().pending, 0);
+    assert_eq!(r.poll_timeout(), None);
+    // Now relaying works, and stray completions are ignored.
+    assert_eq!(
+        send(&mut r, 2, &raw_relay(3, b"hi")),
+        vec![(3, raw_relay(2, b"hi"))]
+    );
+    assert_eq!(send(&mut r, 2, &[0x07, 0x00]), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::AuthUnexpected), 1);
+}
+
+#[test]
+fn pending_peer_may_only_send_auth() {
+    let mut r = auth_relay(b"t");
+    join(&mut r, 2, "/");
+    assert_eq!(send(&mut r, 2, &raw_relay(0, b"hi")), vec![]);
+    assert_eq!(send(&mut r, 2, &[0x03, b'x']), vec![]);
+    assert_eq!(send(&mut r, 2, &[0x07, 0x09]), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::NotAuthenticated), 3);
+    // A pending peer leaving produces no DEL_PEER and clears its timer.
+    r.peer_left(T0, 2);
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.poll_timeout(), None);
+    assert_eq!(r.stats().pending, 0);
+}
+
+#[test]
+fn auth_rejected_wrong_token() {
+    let mut r = auth_relay(b"secret");
+    join(&mut r, 2, "/");
+    r.packet(T0, 2, Bytes::from_static(b"\x07\x00wrong!"));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::Disconnect {
+            peer: 2,
+            code: CLOSE_POLICY,
+            reason: "authentication failed"
+        }]
+    );
+    assert_eq!(r.stats().auth_failed, 1);
+    assert_eq!(r.poll_timeout(), None);
+    assert_eq!(send(&mut r, 2, b"\x07\x00secret"), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::SenderClosing), 1);
+    r.peer_left(T0, 2);
+    assert_eq!(drain(&mut r), vec![]);
+    // A prefix of the token is wrong too.
+    join(&mut r, 3, "/");
+    r.packet(T0, 3, Bytes::from_static(b"\x07\x00secre"));
+    assert!(matches!(
+        drain(&mut r)[..],
+        [Action::Disconnect { peer: 3, .. }]
+    ));
+}
+
+#[test]
+fn auth_timed_out() {
+    let mut r = auth_relay(b"secret");
+    r.peer_joined(Timestamp::from_millis(100), 2, RoomName::default_room());
+    r.peer_joined(Timestamp::from_millis(200), 3, RoomName::default_room());
+    assert_eq!(r.poll_timeout(), Some(Timestamp::from_millis(3100)));
+    r.handle_timeout(Timestamp::from_millis(3099));
+    assert_eq!(drain(&mut r), vec![]);
+    // 3 sends its token in time but never completes.
+    assert_eq!(
+        send(&mut r, 3, b"\x07\x00secret"),
+        vec![(3, vec![0x07, 0x00])]
+    );
+    r.handle_timeout(Timestamp::from_millis(3100));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::Disconnect {
+            peer: 2,
+            code: CLOSE_NORMAL,
+            reason: "authentication timeout"
+        }]
+    );
+    assert_eq!(r.poll_timeout(), Some(Timestamp::from_millis(3200)));
+    r.handle_timeout(Timestamp::from_millis(10_000));
+    assert!(matches!(
+        drain(&mut r)[..],
+        [Action::Disconnect { peer: 3, .. }]
+    ));
+    assert_eq!(r.stats().auth_timed_out, 2);
+    assert_eq!(r.poll_timeout(), None);
+}
+
+#[test]
+fn auth_timeout_zero_means_no_timeout() {
+    let mut r = Relay::new(RelayConfig {
+        auth_token: Some(b"x".to_vec()),
+        auth_timeout: Duration::ZERO,
+        ..RelayConfig::default()
+    });
+    join(&mut r, 2, "/");
+    assert_eq!(r.poll_timeout(), None);
+    r.handle_timeout(Timestamp::MAX);
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+#[test]
+fn receiver_overflow_disconnects_and_sends_del_peer() {
+    let mut r = relay();
+    for id in [2, 3, 4] {
+        join(&mut r, id, "/");
+    }
+    r.receiver_overflow(T0, 3);
+    assert_eq!(
+        drain(&mut r),
+        vec![
+            Action::SendMany {
+                to: vec![2, 4],
+                bytes: protocol::del_peer(3)
+            },
+            Action::Disconnect {
+                peer: 3,
+                code: CLOSE_POLICY,
+                reason: "receiver too slow"
+            },
+        ]
+    );
+    // Counted once; no more traffic to or from it; no second DEL when it leaves.
+    r.receiver_overflow(T0, 3);
+    r.receiver_overflow(T0, 99);
+    assert_eq!(r.stats().disconnected_slow, 1);
+    assert_eq!(send(&mut r, 2, &raw_relay(3, b"hi")), vec![]);
+    assert_eq!(send(&mut r, 3, &raw_relay(0, b"hi")), vec![]);
+    assert_eq!(
+        send(&mut r, 2, &raw_relay(0, b"hi")),
+        vec![(4, raw_relay(2, b"hi"))]
+    );
+    r.peer_left(T0, 3);
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+#[test]
+fn stats_json_fields() {
+    let mut r = Relay::new(RelayConfig {
+        started_at: Timestamp::from_millis(1000),
+        ..RelayConfig::default()
+    });
+    join(&mut r, 2, "/");
+    join(&mut r, 3, "/room/x");
+    join(&mut r, 4, "/room/x");
+    send(&mut r, 3, &raw_relay(0, b"hi"));
+    send(&mut r, 3, &[]);
+    r.receiver_overflow(T0, 2);
+    drain(&mut r);
+    let json: serde_json::Value =
+        serde_json::from_str(&r.stats_json(Timestamp::from_millis(6500))).expect("valid JSON");
+    assert_eq!(json["uptime_s"], 5);
+    assert_eq!(json["peers"], 3);
+    assert_eq!(json["pending"], 0);
+    assert_eq!(json["rooms"]["/"], 1);
+    assert_eq!(json["rooms"]["/room/x"], 2);
+    assert_eq!(json["messages_in"], 2);
+    // ADD_PEER(4) to 3, ADD_PEER(3) to 4, the relayed copy to 4.
+    assert_eq!(json["messages_out"], 3);
+    assert_eq!(json["bytes_in"], 9);
+    assert_eq!(json["bytes_out"], 6 + 6 + 9);
+    assert_eq!(json["dropped"]["empty"], 1);
+    assert_eq!(json["disconnected_slow"], 1);
+    for key in [
+        "auth_failed",
+        "auth_timed_out",
+        "joined_total",
+        "refused_full",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+}
+
+#[test]
+fn forwarded_copy_reuses_an_unshared_buffer_and_keeps_length() {
+    let mut r = relay();
+    join(&mut r, 2, "/");
+    join(&mut r, 3, "/");
+    let big = raw_relay(3, &vec![b'z'; 60_000]);
+    let len = big.len();
+    r.packet(T0, 2, Bytes::from(big));
+    match &drain(&mut r)[..] {
+        [Action::Send { to: 3, bytes }] => {
+            assert_eq!(bytes.len(), len);
+            assert_eq!(&bytes[2..6], &2i32.to_le_bytes());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- proptest: random join / leave / relay sequences ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Join {
+        room: u8,
+    },
+    Leave {
+        who: u8,
+    },
+    Relay {
+        from: u8,
+        target: TargetPick,
+        len: u8,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum TargetPick {
+    Peer(u8),
+    Broadcast,
+    AllExcept(u8),
+    Server,
+    Unknown,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let target = prop_oneof![
+        any::<u8>().prop_map(TargetPick::Peer),
+        Just(TargetPick::Broadcast),
+        any::<u8>().prop_map(TargetPick::AllExcept),
+        Just(TargetPick::Server),
+        Just(TargetPick::Unknown),
+    ];
+    prop_oneof![
+        2 => (0u8..3).prop_map(|room| Op::Join { room }),
+        1 => any::<u8>().prop_map(|who| Op::Leave { who }),
+        4 => (any::<u8>(), target, 1u8..20).prop_map(|(from, target, len)| Op::Relay { from, target, len }),
+    ]
+}
+
+/// What a Godot client knows: the peers it was told about, in its own view.
+#[derive(Default)]
+struct ClientView {
+    known: BTreeSet<i32>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn relayed_packets_reach_exactly_the_intended_receivers(ops in proptest::collection::vec(op(), 1..80)) {
+        let rooms = [room("/"), room("/room/a"), room("/room/b")];
+        let mut r = Relay::new(RelayConfig { max_peers: 1000, room_max_peers: 1000, ..RelayConfig::default() });
+        // Model: connected peers with their room, in join order.
+        let mut model: Vec<(i32, usize)> = Vec::new();
+        let mut views: HashMap<i32, ClientView> = HashMap::new();
+        let mut next_id = 2i32;
+        let mut serial = 0u32;
+
+        // Applies deliveries to client views, checking the protocol invariants a client relies on.
+        let apply = |views: &mut HashMap<i32, ClientView>, actions: &[Action]| -> Result<Vec<(i32, Vec<u8>)>, TestCaseError> {
+            let d = deliveries(actions);
+            for (to, bytes) in &d {
+                let view = views.get_mut(to).ok_or_else(|| TestCaseError::fail(format!("delivery to non-member {to}")))?;
+                match protocol::parse(bytes) {
+                    Ok(Packet::AddPeer(p)) => {
+                        prop_assert!(p != *to, "ADD_PEER of itself");
+                        prop_assert!(view.known.insert(p), "duplicate ADD_PEER {p} to {to}");
+                    }
+                    Ok(Packet::DelPeer(p)) => {
+                        prop_assert!(view.known.remove(&p), "DEL_PEER {p} to {to} without ADD_PEER");
+                    }
+                    Ok(Packet::Relay { target: src, .. }) => {
+                        prop_assert!(src == *to || view.known.contains(&src), "relay from unknown {src} to {to}");
+                    }
+                    other => prop_assert!(false, "unexpected delivery {other:?}"),
+                }
+            }
+            Ok(d)
+        };
+
+        for op in ops {
+            match op {
+                Op::Join { room: ri } => {
+                    let id = next_id;
+                    next_id += 1;
+                    views.insert(id, ClientView::default());
+                    r.peer_joined(T0, id, rooms[usize::from(ri)].clone());
+                    let actions = drain(&mut r);
+                    apply(&mut views, &actions)?;
+                    model.push((id, usize::from(ri)));
+                }
+                Op::Leave { who } => {
+                    if model.is_empty() { continue; }
+                    let (id, _) = model.remove(usize::from(who) % model.len());
+                    r.peer_left(T0, id);
+                    views.remove(&id);
+                    let actions = drain(&mut r);
+                    apply(&mut views, &actions)?;
+                }
+                Op::Relay { from, target, len } => {
+                    if model.is_empty() { continue; }
+                    let (src, src_room) = model[usize::from(from) % model.len()];
+                    let pick = |i: u8| model[usize::from(i) % model.len()].0;
+                    let t = match target {
+                        TargetPick::Peer(i) => pick(i),
+                        TargetPick::Broadcast => 0,
+                        TargetPick::AllExcept(i) => -pick(i),
+                        TargetPick::Server => 1,
+                        TargetPick::Unknown => next_id + 1000,
+                    };
+                    let expected: BTreeSet<i32> = model
+                        .iter()
+                        .filter(|(p, room)| *room == src_room && match t {
+                            1.. => *p == t,
+                            0 => *p != src,
+                            _ => *p != src && *p != -t,
+                        })
+                        .map(|(p, _)| *p)
+                        .collect();
+                    serial += 1;
+                    let mut inner = vec![3u8];
+                    inner.extend_from_slice(&serial.to_le_bytes());
+                    inner.resize(usize::from(len).max(5), b'.');
+                    r.packet(T0, src, protocol::relay(t, &inner));
+                    let actions = drain(&mut r);
+                    let d = apply(&mut views, &actions)?;
+                    let got: Vec<i32> = d.iter().map(|(to, _)| *to).collect();
+                    let got_set: BTreeSet<i32> = got.iter().copied().collect();
+                    prop_assert_eq!(got.len(), got_set.len(), "duplicate receivers");
+                    prop_assert_eq!(&got_set, &expected);
+                    let want = protocol::relay(src, &inner).to_vec();
+                    for (_, bytes) in &d {
+                        prop_assert_eq!(bytes, &want);
+                    }
+                }
+            }
+            prop_assert_eq!(r.stats().peers, model.len());
+        }
+        // Every client's view equals the other members of its room.
+        for (id, ri) in &model {
+            let others: BTreeSet<i32> = model.iter().filter(|(p, rj)| rj == ri && p != id).map(|(p, _)| *p).collect();
+            prop_assert_eq!(&views[id].known, &others);
+        }
+    }
+}
+
+#[test]
+fn pending_peers_are_invisible_to_admitted_ones() {
+    let mut r = auth_relay(b"k");
+    for id in [2, 3] {
+        join(&mut r, id, "/");
+        send(&mut r, id, b"\x07\x00k");
+        send(&mut r, id, &[0x07, 0x00]);
+    }
+    join(&mut r, 4, "/");
+    assert_eq!(
+        send(&mut r, 2, &raw_relay(0, b"hi")),
+        vec![(3, raw_relay(2, b"hi"))]
+    );
+    assert_eq!(send(&mut r, 2, &raw_relay(-3, b"hi")), vec![]);
+    assert_eq!(send(&mut r, 2, &raw_relay(4, b"hi")), vec![]);
+    assert_eq!(r.stats().dropped(DropReason::UnknownTarget), 1);
+    r.peer_left(T0, 4);
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.admitted_in(&RoomName::default_room()), &[2, 3]);
+}
