@@ -839,7 +839,10 @@ impl Connection {
         });
         if !self.close_queued {
             self.out.drop_unstarted_data();
-            self.queue_close(now, Some(code), reason);
+            // spec/websocket-peer.md §6: the failure close frame carries the
+            // code only (`88 02 03 EA` / `03 EF` / `03 F1`); the reason text
+            // is for the local `CloseInfo`, never put on the wire.
+            self.queue_close(now, Some(code), "");
         }
         self.after_close_progress();
     }
