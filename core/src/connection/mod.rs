@@ -1024,11 +1024,12 @@ impl Connection {
     fn opening_failed(&mut self, _now: Timestamp, error: HandshakeError) {
         if self.role == Role::Server {
             let mut response = HttpResponse::text(error.http_status(), "bad WebSocket request\n");
-            if error.http_status() == 426 {
-                // RFC 6455 §4.4: tell the client which version we speak.
+            // RFC 6455 §4.4 (426: `Sec-WebSocket-Version: 13`) and RFC 9110
+            // §15.5.6 (405: `Allow: GET`): the headers the error answer needs.
+            for (name, value) in error.response_headers() {
                 response
                     .headers
-                    .push(("Sec-WebSocket-Version".to_string(), "13".to_string()));
+                    .push(((*name).to_string(), (*value).to_string()));
             }
             if self.write_http(&response).is_err() {
                 self.out.clear();
