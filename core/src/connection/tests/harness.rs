@@ -63,6 +63,7 @@ impl RngCore for ConstRng {
 pub(crate) const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
 
 /// RFC 6455 §1.3 example key and its accept value.
+#[allow(dead_code)]
 pub(crate) const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub(crate) const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
