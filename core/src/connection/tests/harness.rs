@@ -63,7 +63,6 @@ impl RngCore for ConstRng {
 pub(crate) const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
 
 /// RFC 6455 §1.3 example key and its accept value.
-#[allow(dead_code)]
 pub(crate) const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub(crate) const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
@@ -76,9 +75,10 @@ pub(crate) fn upgrade_request() -> Vec<u8> {
 pub(crate) fn request_with(extra: &[&str]) -> Vec<u8> {
     let mut s = String::from(
         "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n",
+         Connection: Upgrade\r\nSec-WebSocket-Key: ",
     );
+    s.push_str(KEY);
+    s.push_str("\r\nSec-WebSocket-Version: 13\r\n");
     for h in extra {
         s.push_str(h);
         s.push_str("\r\n");
