@@ -273,7 +273,10 @@ fn check_limits(conn: &Connection, config: &Config) {
     assert!(conn.unread_messages() <= config.max_queued_packets);
     assert!(conn.buffered_amount() <= config.outbound_buffer_size);
     assert!(conn.queued_messages() <= config.max_queued_packets);
-    assert!(conn.buffered_memory() <= 4 * config.inbound_buffer_size + 2 * config.outbound_buffer_size + 32 * 1024);
+    assert!(
+        conn.buffered_memory()
+            <= 4 * config.inbound_buffer_size + 2 * config.outbound_buffer_size + 32 * 1024
+    );
 }
 
 /// Our output is a sequence of valid frames, masked iff we are a client,
@@ -287,7 +290,11 @@ fn check_wire(mut wire: &[u8], role: Role) {
             .expect("our frame is complete");
         assert_eq!(h.rsv, 0);
         assert!(h.fin, "we never fragment");
-        assert_eq!(h.mask.is_some(), role == Role::Client, "RFC 6455 §5.1 masking");
+        assert_eq!(
+            h.mask.is_some(),
+            role == Role::Client,
+            "RFC 6455 §5.1 masking"
+        );
         let len = usize::try_from(h.payload_len).expect("small");
         let body = wire.get(n..n + len).expect("whole payload written");
         let mut payload = body.to_vec();

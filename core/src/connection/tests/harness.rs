@@ -345,8 +345,9 @@ impl Pair {
     /// handshake not yet run.
     pub(crate) fn new(client_cfg: Arc<Config>, server_cfg: Arc<Config>, seed: u64) -> Pair {
         let rng: Rng = Box::new(SplitMix64(seed));
-        let client = Connection::client(client_cfg, "ws://127.0.0.1:8080/game", Timestamp::ZERO, rng)
-            .expect("client");
+        let client =
+            Connection::client(client_cfg, "ws://127.0.0.1:8080/game", Timestamp::ZERO, rng)
+                .expect("client");
         let server = Connection::server(server_cfg, Timestamp::ZERO, Admission::Automatic);
         Pair {
             client: End::new(client),
@@ -440,7 +441,10 @@ impl Pair {
                 progress = true;
             }
             // The peer closed its socket: EOF once everything sent is read.
-            if me.socket_closed && !peer.eof_delivered && !peer.socket_closed && peer.inbox.is_empty()
+            if me.socket_closed
+                && !peer.eof_delivered
+                && !peer.socket_closed
+                && peer.inbox.is_empty()
             {
                 peer.eof_delivered = true;
                 peer.conn.handle_eof(now);

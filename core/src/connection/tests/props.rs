@@ -139,7 +139,10 @@ fn run_server(stream: &[u8], splits: &[usize]) -> (Vec<u8>, Vec<Event>) {
     let mut pos = 0;
     let mut i = 0;
     while pos < stream.len() {
-        let n = splits.get(i % splits.len().max(1)).copied().unwrap_or(usize::MAX);
+        let n = splits
+            .get(i % splits.len().max(1))
+            .copied()
+            .unwrap_or(usize::MAX);
         i += 1;
         let end = pos.saturating_add(n.max(1)).min(stream.len());
         let used = s.handle_input(ms(1), &stream[pos..end]);
