@@ -37,7 +37,8 @@
 //!   with 1009, decided from the frame header before its payload is buffered.
 //! - Received, unread messages are bounded by `inbound_buffer_size` bytes
 //!   (together with the message being reassembled) and `max_queued_packets`
-//!   messages; when full, input is not consumed (backpressure, never a drop).
+//!   messages (unread pong events count as messages too); when full, input
+//!   is not consumed (backpressure, never a drop).
 //! - Queued outbound data is bounded by `outbound_buffer_size` payload bytes
 //!   and `max_queued_packets` messages; control frames use at most four
 //!   fixed slots (automatic pong, ping, pong, close).
@@ -292,7 +293,9 @@ impl Connection {
         self.unread_bytes
     }
 
-    /// Received messages waiting in this connection's event queue.
+    /// Received messages waiting in this connection's event queue; unread
+    /// [`Event::Pong`]s count too, so that they are bounded by
+    /// `max_queued_packets` as well.
     pub fn unread_messages(&self) -> usize {
         self.unread_messages
     }
@@ -677,8 +680,14 @@ impl Connection {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
-        if let Event::Message(m) = &event {
-            self.unread_bytes -= m.data.len();
+        let bytes = match &event {
+            Event::Message(m) => Some(m.data.len()),
+            // Counted in `unread_messages` only (see `on_unit`).
+            Event::Pong(_) => Some(0),
+            _ => None,
+        };
+        if let Some(bytes) = bytes {
+            self.unread_bytes -= bytes;
             self.unread_messages -= 1;
             if self.has_room() {
                 self.blocked = false;
@@ -771,6 +780,12 @@ impl Connection {
             }
             Complete::Pong(payload) => {
                 self.awaiting_pong = false;
+                // Pong events count against `max_queued_packets` like
+                // messages (not against the byte limit: ≤ 125 bytes each):
+                // otherwise a peer flooding unsolicited pongs (RFC 6455
+                // §5.5.3 allows them) grows the event queue without bound
+                // while the application is not reading.
+                self.unread_messages += 1;
                 self.events
                     .push_back(Event::Pong(Bytes::copy_from_slice(payload.as_slice())));
             }

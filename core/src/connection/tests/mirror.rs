@@ -1167,3 +1167,28 @@ fn abort_drops_everything() {
     assert_eq!(p.server.closed().expect("closed").cause, CloseCause::Eof);
     assert!(p.server.messages().is_empty());
 }
+
+#[test]
+fn unread_pong_events_are_bounded_by_max_queued_packets() {
+    let config = Arc::new(Config {
+        max_queued_packets: 4,
+        ..Config::default()
+    });
+    let mut s = open_server(config);
+    let mut input = Vec::new();
+    for i in 0..10u8 {
+        input.extend(cframe(0x8A, &[i]));
+    }
+    // Each pong frame is 7 bytes; only four events may wait unread.
+    let n = s.handle_input(ms(1), &input);
+    assert_eq!(n, 4 * 7);
+    assert!(!s.can_read());
+    assert_eq!(s.unread_messages(), 4);
+    assert_eq!(events(&mut s).len(), 4);
+    assert!(s.can_read());
+    assert_eq!(s.handle_input(ms(1), &input[n..]), 4 * 7);
+    events(&mut s);
+    assert_eq!(s.handle_input(ms(1), &input[2 * n..]), 2 * 7);
+    assert_eq!(events(&mut s).len(), 2);
+    assert_eq!(s.unread_messages(), 0);
+}
