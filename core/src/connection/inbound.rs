@@ -275,7 +275,14 @@ impl Reader {
             }
         }
         if frame.remaining > 0 {
-            return Step::NeedMore(used);
+            // Input left over with the frame unfinished means the byte budget
+            // ran out: that is backpressure (the caller must stop offering
+            // input until the application reads), not "need more input".
+            return if used < input.len() {
+                Step::Blocked(used)
+            } else {
+                Step::NeedMore(used)
+            };
         }
         let Some(frame) = self.frame.take() else {
             return Step::Progress(used);

@@ -37,7 +37,8 @@
 //!   with 1009, decided from the frame header before its payload is buffered.
 //! - Received, unread messages are bounded by `inbound_buffer_size` bytes
 //!   (together with the message being reassembled) and `max_queued_packets`
-//!   messages; when full, input is not consumed (backpressure, never a drop).
+//!   messages (unread pong events count as messages too); when full, input
+//!   is not consumed (backpressure, never a drop).
 //! - Queued outbound data is bounded by `outbound_buffer_size` payload bytes
 //!   and `max_queued_packets` messages; control frames use at most four
 //!   fixed slots (automatic pong, ping, pong, close).
@@ -292,7 +293,9 @@ impl Connection {
         self.unread_bytes
     }
 
-    /// Received messages waiting in this connection's event queue.
+    /// Received messages waiting in this connection's event queue; unread
+    /// [`Event::Pong`]s count too, so that they are bounded by
+    /// `max_queued_packets` as well.
     pub fn unread_messages(&self) -> usize {
         self.unread_messages
     }
@@ -677,8 +680,14 @@ impl Connection {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
-        if let Event::Message(m) = &event {
-            self.unread_bytes -= m.data.len();
+        let bytes = match &event {
+            Event::Message(m) => Some(m.data.len()),
+            // Counted in `unread_messages` only (see `on_unit`).
+            Event::Pong(_) => Some(0),
+            _ => None,
+        };
+        if let Some(bytes) = bytes {
+            self.unread_bytes -= bytes;
             self.unread_messages -= 1;
             if self.has_room() {
                 self.blocked = false;
@@ -773,6 +782,12 @@ impl Connection {
             }
             Complete::Pong(payload) => {
                 self.awaiting_pong = false;
+                // Pong events count against `max_queued_packets` like
+                // messages (not against the byte limit: ≤ 125 bytes each):
+                // otherwise a peer flooding unsolicited pongs (RFC 6455
+                // §5.5.3 allows them) grows the event queue without bound
+                // while the application is not reading.
+                self.unread_messages += 1;
                 self.events
                     .push_back(Event::Pong(Bytes::copy_from_slice(payload.as_slice())));
             }
@@ -841,7 +856,10 @@ impl Connection {
         });
         if !self.close_queued {
             self.out.drop_unstarted_data();
-            self.queue_close(now, Some(code), reason);
+            // spec/websocket-peer.md §6: the failure close frame carries the
+            // code only (`88 02 03 EA` / `03 EF` / `03 F1`); the reason text
+            // is for the local `CloseInfo`, never put on the wire.
+            self.queue_close(now, Some(code), "");
         }
         self.after_close_progress();
     }
@@ -1023,11 +1041,12 @@ impl Connection {
     fn opening_failed(&mut self, _now: Timestamp, error: HandshakeError) {
         if self.role == Role::Server {
             let mut response = HttpResponse::text(error.http_status(), "bad WebSocket request\n");
-            if error.http_status() == 426 {
-                // RFC 6455 §4.4: tell the client which version we speak.
+            // RFC 6455 §4.4 (426: `Sec-WebSocket-Version: 13`) and RFC 9110
+            // §15.5.6 (405: `Allow: GET`): the headers the error answer needs.
+            for (name, value) in error.response_headers() {
                 response
                     .headers
-                    .push(("Sec-WebSocket-Version".to_string(), "13".to_string()));
+                    .push(((*name).to_string(), (*value).to_string()));
             }
             if self.write_http(&response).is_err() {
                 self.out.clear();

@@ -1,0 +1,4 @@
+//! Fuzz drivers for wsmp-core (see `drivers.rs`).
+#![forbid(unsafe_code)]
+
+pub mod drivers;
