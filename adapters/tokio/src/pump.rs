@@ -261,6 +261,11 @@ impl Io {
         })
     }
 
+    /// True while received bytes wait for the core to take them.
+    pub(crate) fn has_leftover(&self) -> bool {
+        self.leftover_at < self.leftover.len()
+    }
+
     fn shutdown(&mut self, sock: &TcpStream) {
         if !self.shut {
             self.shut = true;

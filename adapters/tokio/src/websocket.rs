@@ -180,17 +180,24 @@ impl Shared {
         loop {
             let (want, deadline) = {
                 let mut st = self.lock();
-                if let Some(m) = next_message(&mut st.conn) {
-                    return Some(m);
+                loop {
+                    if let Some(m) = next_message(&mut st.conn) {
+                        return Some(m);
+                    }
+                    let want = self.step(&mut st);
+                    if let Some(m) = next_message(&mut st.conn) {
+                        return Some(m);
+                    }
+                    if want.done {
+                        return None;
+                    }
+                    // Taking events (a pong, say) may have made room for input
+                    // held back by backpressure: feed it before waiting.
+                    if st.io.has_leftover() && st.conn.can_read() {
+                        continue;
+                    }
+                    break (want, st.conn.poll_timeout());
                 }
-                let want = self.step(&mut st);
-                if let Some(m) = next_message(&mut st.conn) {
-                    return Some(m);
-                }
-                if want.done {
-                    return None;
-                }
-                (want, st.conn.poll_timeout())
             };
             if !want.read && !want.write && deadline.is_none() {
                 return None;
@@ -277,18 +284,22 @@ impl Shared {
                 let want = self.step(&mut st);
                 loop {
                     // Peek: only handshake events are consumed here.
-                    match st.conn.state() {
-                        // The Open event stays queued; `recv` skips it.
-                        wsmp_core::connection::State::Open => return Ok(()),
-                        wsmp_core::connection::State::Connecting => {}
-                        _ => {
-                            let info = st.conn.close_info().cloned();
-                            return Err(match (info, st.error.take()) {
-                                (_, Some(e)) => Error::Io(e),
-                                (Some(info), None) => Error::Handshake(info),
-                                (None, None) => Error::Closed,
-                            });
+                    if st.conn.state() != wsmp_core::connection::State::Connecting {
+                        // Opened (possibly closed again already, e.g. a server
+                        // that answers 101 and closes at once): the Open event
+                        // comes before any message, so taking events up to it
+                        // loses nothing.
+                        while let Some(event) = st.conn.poll_event() {
+                            if let Event::Open { .. } = event {
+                                return Ok(());
+                            }
                         }
+                        let info = st.conn.close_info().cloned();
+                        return Err(match (info, st.error.take()) {
+                            (_, Some(e)) => Error::Io(e),
+                            (Some(info), None) => Error::Handshake(info),
+                            (None, None) => Error::Closed,
+                        });
                     }
                     match st.conn.poll_event() {
                         Some(Event::Request(request)) => {

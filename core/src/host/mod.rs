@@ -599,7 +599,8 @@ impl Host {
         }
     }
 
-    /// The next peer whose output grew or whose socket must be closed.
+    /// The next peer whose output grew, whose socket must be closed, or that
+    /// may be read again after backpressure.
     pub fn poll_dirty(&mut self) -> Option<PeerId> {
         while let Some(id) = self.s.dirty.pop_front() {
             if let Some(peer) = self.peers.get_mut(&id) {
@@ -821,6 +822,7 @@ impl Host {
     /// `get_packet()`: the oldest unread packet and its sender.
     pub fn get_packet(&mut self) -> Option<(PeerId, Bytes)> {
         let (_, from, data) = self.s.packets.pop_front()?;
+        let was_blocked = !self.can_read(from);
         if let Some(peer) = self.peers.get_mut(&from) {
             peer.unread_bytes -= data.len();
             peer.unread_packets -= 1;
@@ -829,6 +831,13 @@ impl Host {
             // Reading may unblock the peer's input and let it complete a
             // pending close; collect what that produced.
             self.after(from);
+        }
+        // A peer that was not read for backpressure may be read again: name
+        // it in `poll_dirty` so the adapter resumes its socket.
+        if was_blocked && self.can_read(from) {
+            if let Some(peer) = self.peers.get_mut(&from) {
+                self.s.mark_dirty(from, peer);
+            }
         }
         Some((from, data))
     }
