@@ -32,9 +32,8 @@ SERVERS=(
     "tokio-tungstenite|cargo build --release -p wsmp-benches --bins|target/release/echo_tokio_tungstenite"
     "fastwebsockets|cargo build --release -p wsmp-benches --bins|target/release/echo_fastwebsockets"
     "tungstenite-blocking|cargo build --release -p wsmp-benches --bins|target/release/echo_tungstenite_blocking"
-    # wsmp's own echo servers: uncomment once the `echo` examples exist.
-    # "wsmp-tokio|cargo build --release -p wsmp-tokio --example echo|target/release/examples/echo"
-    # "wsmp-std|cargo build --release -p wsmp-std --example echo|target/release/examples/echo"
+    "wsmp-tokio|cargo build --release -p wsmp-tokio --example echo|target/release/examples/echo"
+    "wsmp-std|cargo build --release -p wsmp-std --example echo|target/release/examples/echo"
 )
 
 # Scenarios: "id|label|connections|size|in-flight".

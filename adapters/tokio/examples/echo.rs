@@ -28,12 +28,6 @@ fn config() -> Config {
     Config {
         inbound_buffer_size: 64 << 20,
         outbound_buffer_size: 64 << 20,
-        // One message at a time: the next frame is read only after the
-        // previous message was taken (and echoed). Input is processed
-        // strictly in order, so a protocol error after a valid message is
-        // seen only once that message is echoed (what Autobahn's strict
-        // verdicts expect).
-        max_queued_packets: 1,
         ..Config::default()
     }
 }

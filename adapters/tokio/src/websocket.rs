@@ -206,7 +206,24 @@ impl Shared {
         }
     }
 
+    /// A message if one can be had without waiting (after one
+    /// non-blocking read/write step).
+    fn try_recv(&self) -> Option<Message> {
+        let mut st = self.lock();
+        if let Some(m) = next_message(&mut st.conn) {
+            return Some(m);
+        }
+        let _ = self.step(&mut st);
+        next_message(&mut st.conn)
+    }
+
     async fn send(&self, message: Message) -> Result<(), Error> {
+        self.feed(message).await?;
+        self.flush().await
+    }
+
+    /// Queues a message, waiting only for room in the outbound queue.
+    async fn feed(&self, message: Message) -> Result<(), Error> {
         let (kind, mut payload) = message.into_parts();
         loop {
             {
@@ -389,6 +406,22 @@ impl WebSocket {
     /// the outbound queue is full and until it is written. Cancellation-safe.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.shared.send(message.into()).await
+    }
+
+    /// A message that is available without waiting, if any (reads what the
+    /// socket has without blocking). Useful to batch replies: receive with
+    /// [`recv`](Self::recv), drain with `try_recv`, answer with
+    /// [`feed`](Self::feed), then [`flush`](Self::flush) once.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        self.shared.try_recv()
+    }
+
+    /// Queues a message without writing it yet, waiting only while the
+    /// outbound queue is full; [`flush`](Self::flush) (or any later `send`,
+    /// `recv`) writes it. Lets many messages go out in one vectored write.
+    /// Cancellation-safe like `send`.
+    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.shared.feed(message.into()).await
     }
 
     /// Sends a ping with `payload` (≤ 125 bytes).
