@@ -38,7 +38,10 @@ pub fn parse_args<T: clap::Parser>() -> T {
                 std::process::exit(0);
             }
             let text = e.to_string();
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
             eprintln!("{}", line.trim());
             std::process::exit(2);
         }

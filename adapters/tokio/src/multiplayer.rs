@@ -622,11 +622,7 @@ async fn peer_loop(
                 Ok(w) => w,
                 Err(e) => {
                     tracing::debug!(peer = %id, error = %e, "peer i/o error");
-                    crate::pump::Want {
-                        read: false,
-                        write: false,
-                        done: true,
-                    }
+                    crate::pump::Want::DONE
                 }
             };
             if want.done {

@@ -127,6 +127,21 @@ pub(crate) struct Want {
     pub(crate) done: bool,
 }
 
+impl Want {
+    /// Wait for writability only.
+    pub(crate) const WRITE: Want = Want {
+        read: false,
+        write: true,
+        done: false,
+    };
+    /// Nothing more to wait for: the socket is finished.
+    pub(crate) const DONE: Want = Want {
+        read: false,
+        write: false,
+        done: true,
+    };
+}
+
 impl Io {
     pub(crate) fn new(mut tls: Tls) -> Io {
         tls.limit_buffers();
@@ -166,7 +181,10 @@ impl Io {
         ep: &mut E,
         now: Timestamp,
     ) -> io::Result<Want> {
-        let mut want = Want { write: !self.write(sock, ep, now)?, ..Want::default() };
+        let mut want = Want {
+            write: !self.write(sock, ep, now)?,
+            ..Want::default()
+        };
         if !self.eof {
             want.read = self.read(sock, ep, now)?;
             if !want.write {

@@ -152,11 +152,7 @@ impl Shared {
             Err(e) => {
                 tracing::debug!(error = %e, "websocket i/o error");
                 error.get_or_insert(e);
-                Want {
-                    read: false,
-                    write: false,
-                    done: true,
-                }
+                Want::DONE
             }
         }
     }
@@ -240,17 +236,9 @@ impl Shared {
                     Err(e) => return Err(Error::Send(e.kind)),
                 }
             }
-            self.wait(
-                Want {
-                    read: false,
-                    write: true,
-                    done: false,
-                },
-                None,
-            )
-            .await;
+            self.wait(Want::WRITE, None).await;
         }
-        self.flush().await
+        Ok(())
     }
 
     fn failure(&self, st: &mut State) -> Error {
@@ -269,15 +257,7 @@ impl Shared {
                     return Ok(());
                 }
             }
-            self.wait(
-                Want {
-                    read: false,
-                    write: true,
-                    done: false,
-                },
-                None,
-            )
-            .await;
+            self.wait(Want::WRITE, None).await;
         }
     }
 
@@ -563,17 +543,7 @@ impl futures_sink::Sink<Message> for WebSocket {
                 drop(st);
                 self.pending_send = Some(Message::from_parts(kind, e.payload));
                 let s2 = shared.clone();
-                match poll_future(cx, async move {
-                    s2.wait(
-                        Want {
-                            read: false,
-                            write: true,
-                            done: false,
-                        },
-                        None,
-                    )
-                    .await
-                }) {
+                match poll_future(cx, async move { s2.wait(Want::WRITE, None).await }) {
                     Poll::Ready(()) => {
                         cx.waker().wake_by_ref();
                         Poll::Pending

@@ -33,9 +33,14 @@ fn join(base: &str, path: &str) -> String {
 
 fn main() {
     let args: Args = parse_args();
-    let ca = args.ca.as_ref().map(|p| std::fs::read(p).unwrap_or_else(|e| fail(format!("{}: {e}", p.display()))));
+    let ca = args
+        .ca
+        .as_ref()
+        .map(|p| std::fs::read(p).unwrap_or_else(|e| fail(format!("{}: {e}", p.display()))));
     let tls = match &ca {
-        Some(pem) => wsmp_tokio::TlsClientOptions::client().with_trusted_ca_pem(pem).unwrap_or_else(|e| fail(e)),
+        Some(pem) => wsmp_tokio::TlsClientOptions::client()
+            .with_trusted_ca_pem(pem)
+            .unwrap_or_else(|e| fail(e)),
         None => wsmp_tokio::TlsClientOptions::client(),
     };
     let result = match args.adapter {
@@ -53,20 +58,31 @@ fn main() {
 
 async fn run_tokio(args: &Args, tls: wsmp_tokio::TlsClientOptions) -> Result<(), String> {
     let options = |timeout: u64| wsmp_tokio::ClientOptions {
-        config: wsmp_core::Config { handshake_timeout: Duration::from_secs(timeout), ..config() },
+        config: wsmp_core::Config {
+            handshake_timeout: Duration::from_secs(timeout),
+            ..config()
+        },
         tls: Some(tls.clone()),
     };
     let mut ws = wsmp_tokio::connect(&join(&args.url, "/getCaseCount"), options(10))
         .await
         .map_err(|e| format!("getCaseCount: {e}"))?;
     let count: u32 = match ws.recv().await {
-        Some(m) => String::from_utf8_lossy(m.as_bytes()).trim().parse().map_err(|e| format!("case count: {e}"))?,
+        Some(m) => String::from_utf8_lossy(m.as_bytes())
+            .trim()
+            .parse()
+            .map_err(|e| format!("case count: {e}"))?,
         None => return Err("no case count".into()),
     };
     while ws.recv().await.is_some() {}
     for case in 1..=count {
-        let url = join(&args.url, &format!("/runCase?case={case}&agent={}", args.agent));
-        let Ok(mut ws) = wsmp_tokio::connect(&url, options(10)).await else { continue };
+        let url = join(
+            &args.url,
+            &format!("/runCase?case={case}&agent={}", args.agent),
+        );
+        let Ok(mut ws) = wsmp_tokio::connect(&url, options(10)).await else {
+            continue;
+        };
         while let Some(message) = ws.recv().await {
             if ws.send(message).await.is_err() {
                 break;
@@ -74,7 +90,9 @@ async fn run_tokio(args: &Args, tls: wsmp_tokio::TlsClientOptions) -> Result<(),
         }
     }
     let url = join(&args.url, &format!("/updateReports?agent={}", args.agent));
-    let mut ws = wsmp_tokio::connect(&url, options(300)).await.map_err(|e| format!("updateReports: {e}"))?;
+    let mut ws = wsmp_tokio::connect(&url, options(300))
+        .await
+        .map_err(|e| format!("updateReports: {e}"))?;
     while ws.recv().await.is_some() {}
     eprintln!("ran {count} cases");
     Ok(())
@@ -82,20 +100,32 @@ async fn run_tokio(args: &Args, tls: wsmp_tokio::TlsClientOptions) -> Result<(),
 
 fn run_std(args: &Args, tls: wsmp_tokio::TlsClientOptions) -> Result<(), String> {
     let options = |timeout: u64| wsmp_std::ClientOptions {
-        config: wsmp_core::Config { handshake_timeout: Duration::from_secs(timeout), ..config() },
+        config: wsmp_core::Config {
+            handshake_timeout: Duration::from_secs(timeout),
+            ..config()
+        },
         tls: tls.clone(),
         read_timeout: None,
         write_timeout: None,
     };
-    let mut ws = wsmp_std::connect(&join(&args.url, "/getCaseCount"), options(10)).map_err(|e| format!("getCaseCount: {e}"))?;
+    let mut ws = wsmp_std::connect(&join(&args.url, "/getCaseCount"), options(10))
+        .map_err(|e| format!("getCaseCount: {e}"))?;
     let count: u32 = match ws.recv() {
-        Ok(m) => String::from_utf8_lossy(&m.data).trim().parse().map_err(|e| format!("case count: {e}"))?,
+        Ok(m) => String::from_utf8_lossy(&m.data)
+            .trim()
+            .parse()
+            .map_err(|e| format!("case count: {e}"))?,
         Err(e) => return Err(format!("case count: {e}")),
     };
     while ws.recv().is_ok() {}
     for case in 1..=count {
-        let url = join(&args.url, &format!("/runCase?case={case}&agent={}", args.agent));
-        let Ok(mut ws) = wsmp_std::connect(&url, options(10)) else { continue };
+        let url = join(
+            &args.url,
+            &format!("/runCase?case={case}&agent={}", args.agent),
+        );
+        let Ok(mut ws) = wsmp_std::connect(&url, options(10)) else {
+            continue;
+        };
         while let Ok(message) = ws.recv() {
             if ws.send(message).is_err() {
                 break;
@@ -103,7 +133,8 @@ fn run_std(args: &Args, tls: wsmp_tokio::TlsClientOptions) -> Result<(), String>
         }
     }
     let url = join(&args.url, &format!("/updateReports?agent={}", args.agent));
-    let mut ws = wsmp_std::connect(&url, options(300)).map_err(|e| format!("updateReports: {e}"))?;
+    let mut ws =
+        wsmp_std::connect(&url, options(300)).map_err(|e| format!("updateReports: {e}"))?;
     while ws.recv().is_ok() {}
     eprintln!("ran {count} cases");
     Ok(())

@@ -34,7 +34,9 @@ fn announce(addr: SocketAddr) {
 fn main() {
     let args: Args = parse_args();
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(wsmp_tokio::TlsServerOptions::from_pem_files(c, k).unwrap_or_else(|e| fail(e))),
+        (Some(c), Some(k)) => {
+            Some(wsmp_tokio::TlsServerOptions::from_pem_files(c, k).unwrap_or_else(|e| fail(e)))
+        }
         _ => None,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| fail(e));
@@ -56,19 +58,29 @@ async fn until_signal() {
 }
 
 async fn tokio_server(listen: Vec<SocketAddr>, tls: Option<wsmp_tokio::TlsServerOptions>) {
-    let options = wsmp_tokio::ServerOptions { config: config(), tls, admission: None };
+    let options = wsmp_tokio::ServerOptions {
+        config: config(),
+        tls,
+        admission: None,
+    };
     for addr in listen {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap_or_else(|e| fail(format!("bind {addr}: {e}")));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| fail(format!("bind {addr}: {e}")));
         if let Ok(a) = listener.local_addr() {
             announce(a);
         }
         let options = options.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let options = options.clone();
                 tokio::spawn(async move {
-                    let Ok(mut ws) = wsmp_tokio::accept(stream, options).await else { return };
+                    let Ok(mut ws) = wsmp_tokio::accept(stream, options).await else {
+                        return;
+                    };
                     while let Some(message) = ws.recv().await {
                         if ws.send(message).await.is_err() {
                             break;
@@ -82,9 +94,15 @@ async fn tokio_server(listen: Vec<SocketAddr>, tls: Option<wsmp_tokio::TlsServer
 }
 
 async fn std_server(listen: Vec<SocketAddr>, tls: Option<wsmp_tokio::TlsServerOptions>) {
-    let options = std::sync::Arc::new(wsmp_std::ServerOptions { config: config(), tls, read_timeout: None, write_timeout: None });
+    let options = std::sync::Arc::new(wsmp_std::ServerOptions {
+        config: config(),
+        tls,
+        read_timeout: None,
+        write_timeout: None,
+    });
     for addr in listen {
-        let listener = std::net::TcpListener::bind(addr).unwrap_or_else(|e| fail(format!("bind {addr}: {e}")));
+        let listener =
+            std::net::TcpListener::bind(addr).unwrap_or_else(|e| fail(format!("bind {addr}: {e}")));
         if let Ok(a) = listener.local_addr() {
             announce(a);
         }
@@ -94,7 +112,9 @@ async fn std_server(listen: Vec<SocketAddr>, tls: Option<wsmp_tokio::TlsServerOp
                 let Ok(stream) = stream else { continue };
                 let options = options.clone();
                 std::thread::spawn(move || {
-                    let Ok(mut ws) = wsmp_std::accept(stream, &options) else { return };
+                    let Ok(mut ws) = wsmp_std::accept(stream, &options) else {
+                        return;
+                    };
                     while let Ok(message) = ws.recv() {
                         if ws.send(message).is_err() {
                             break;

@@ -65,98 +65,81 @@ pub struct SharedFrame {
 }
 
 impl SharedFrame {
-    /// Encodes an unmasked (server) frame around `payload` without copying
-    /// it when it is large. RFC 6455 §5.1: a server never masks.
-    pub fn unmasked(opcode: OpCode, payload: Bytes) -> SharedFrame {
+    /// A single-frame message header (FIN set, no RSV bits, minimal length
+    /// form: RFC 6455 §5.2) written into a fresh inline buffer.
+    fn with_header(opcode: OpCode, mask: Option<[u8; 4]>, payload_len: usize) -> SharedFrame {
         let header = FrameHeader {
             fin: true,
             rsv: 0,
             opcode,
-            mask: None,
-            payload_len: payload.len() as u64,
+            mask,
+            payload_len: payload_len as u64,
         };
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
         let mut inline = [0u8; INLINE_CAP];
         inline[..head_len].copy_from_slice(&head[..head_len]);
-        let payload_len = payload.len();
-        if head_len + payload_len <= INLINE_CAP {
-            inline[head_len..head_len + payload_len].copy_from_slice(&payload);
-            SharedFrame {
-                inline,
-                inline_len: (head_len + payload_len) as u8,
-                body: Bytes::new(),
-                payload_len,
-            }
-        } else {
-            SharedFrame {
-                inline,
-                inline_len: head_len as u8,
-                body: payload,
-                payload_len,
-            }
+        SharedFrame {
+            inline,
+            inline_len: head_len as u8,
+            body: Bytes::new(),
+            payload_len,
         }
+    }
+
+    /// Room left inline after the header.
+    fn inline_room(&self) -> usize {
+        INLINE_CAP - self.inline_len as usize
+    }
+
+    /// Appends `payload` inline (the caller checked it fits), masked with
+    /// `key` when given.
+    fn push_inline(&mut self, payload: &[u8], key: Option<[u8; 4]>) {
+        let at = self.inline_len as usize;
+        let dst = &mut self.inline[at..at + payload.len()];
+        match key {
+            Some(key) => crate::frame::mask_into(payload, dst, key, 0),
+            None => dst.copy_from_slice(payload),
+        }
+        self.inline_len += payload.len() as u8;
+    }
+
+    /// Encodes an unmasked (server) frame around `payload` without copying
+    /// it when it is large. RFC 6455 §5.1: a server never masks.
+    pub fn unmasked(opcode: OpCode, payload: Bytes) -> SharedFrame {
+        let mut frame = SharedFrame::with_header(opcode, None, payload.len());
+        if payload.len() <= frame.inline_room() {
+            frame.push_inline(&payload, None);
+        } else {
+            frame.body = payload;
+        }
+        frame
     }
 
     /// Encodes an unmasked frame from a borrowed payload: short payloads are
     /// kept inline (no allocation), longer ones copied once into a body.
     pub fn unmasked_slice(opcode: OpCode, payload: &[u8]) -> SharedFrame {
-        if payload.len() + 2 <= INLINE_CAP {
-            let header = FrameHeader {
-                fin: true,
-                rsv: 0,
-                opcode,
-                mask: None,
-                payload_len: payload.len() as u64,
-            };
-            let mut head = [0u8; MAX_HEADER_LEN];
-            let head_len = header.encode(&mut head);
-            let mut inline = [0u8; INLINE_CAP];
-            inline[..head_len].copy_from_slice(&head[..head_len]);
-            inline[head_len..head_len + payload.len()].copy_from_slice(payload);
-            SharedFrame {
-                inline,
-                inline_len: (head_len + payload.len()) as u8,
-                body: Bytes::new(),
-                payload_len: payload.len(),
-            }
+        let mut frame = SharedFrame::with_header(opcode, None, payload.len());
+        if payload.len() <= frame.inline_room() {
+            frame.push_inline(payload, None);
         } else {
-            SharedFrame::unmasked(opcode, Bytes::copy_from_slice(payload))
+            frame.body = Bytes::copy_from_slice(payload);
         }
+        frame
     }
 
     /// Encodes a masked (client) frame: the payload is copied while masked.
     /// RFC 6455 §5.3: a fresh key per frame.
     pub(crate) fn masked(opcode: OpCode, payload: &[u8], key: [u8; 4]) -> SharedFrame {
-        let header = FrameHeader {
-            fin: true,
-            rsv: 0,
-            opcode,
-            mask: Some(key),
-            payload_len: payload.len() as u64,
-        };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let head_len = header.encode(&mut head);
-        let mut inline = [0u8; INLINE_CAP];
-        inline[..head_len].copy_from_slice(&head[..head_len]);
-        if head_len + payload.len() <= INLINE_CAP {
-            crate::frame::mask_into(payload, &mut inline[head_len..], key, 0);
-            SharedFrame {
-                inline,
-                inline_len: (head_len + payload.len()) as u8,
-                body: Bytes::new(),
-                payload_len: payload.len(),
-            }
+        let mut frame = SharedFrame::with_header(opcode, Some(key), payload.len());
+        if payload.len() <= frame.inline_room() {
+            frame.push_inline(payload, Some(key));
         } else {
             let mut body = alloc::vec![0u8; payload.len()];
             crate::frame::mask_into(payload, &mut body, key, 0);
-            SharedFrame {
-                inline,
-                inline_len: head_len as u8,
-                body: Bytes::from(body),
-                payload_len: payload.len(),
-            }
+            frame.body = Bytes::from(body);
         }
+        frame
     }
 
     /// Raw bytes (an HTTP head), sent as they are.
@@ -264,14 +247,16 @@ impl Outbound {
     /// the most recent ping is allowed).
     pub(crate) fn push_control(&mut self, frame: SharedFrame, class: Class, replace: bool) {
         if replace {
+            // The newest waiting frame of this class gives way to this one.
             let written = self.written;
-            if let Some((i, e)) = self
+            if let Some(e) = self
                 .queue
                 .iter_mut()
                 .enumerate()
+                .rev()
                 .find(|(i, e)| e.class == class && !(*i == 0 && written > 0))
+                .map(|(_, e)| e)
             {
-                let _ = i;
                 self.pending_bytes -= e.frame.wire_len();
                 self.pending_bytes += frame.wire_len();
                 e.frame = frame;
