@@ -30,7 +30,7 @@ setup_py() {
       echo "python3 -m venv failed (see $root/py.log)" >"$root/py.skip"; return 1
     fi
   fi
-  if ! timeout 300 "$venv/bin/python" -m pip install --disable-pip-version-check -q \
+  if ! timeout 300 "$venv/bin/python" -m pip install --disable-pip-version-check -q --retries 1 --timeout 15 \
       'websockets>=12' >>"$root/py.log" 2>&1; then
     echo "pip install websockets failed, registry unreachable? (see $root/py.log)" >"$root/py.skip"
     return 1
@@ -49,7 +49,7 @@ setup_node() {
   fi
   mkdir -p "$dir"
   [ -f "$dir/package.json" ] || echo '{"name":"wsmp-interop","private":true}' >"$dir/package.json"
-  if ! (cd "$dir" && timeout 300 npm install --no-audit --no-fund --silent ws@8) >"$root/node.log" 2>&1; then
+  if ! (cd "$dir" && timeout 300 npm install --no-audit --no-fund --silent --fetch-retries=1 --fetch-timeout=30000 ws@8) >"$root/node.log" 2>&1; then
     echo "npm install ws failed, registry unreachable? (see $root/node.log)" >"$root/node.skip"
     return 1
   fi

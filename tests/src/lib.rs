@@ -45,9 +45,13 @@ pub fn workspace_root() -> PathBuf {
     here.parent().unwrap_or(here).to_path_buf()
 }
 
-/// Where `tests/interop/setup.sh` installs the peers.
+/// Where `tests/interop/setup.sh` installs the peers: `$WSMP_INTEROP_DIR` when set,
+/// else `<workspace>/target/interop`.
 pub fn interop_dir() -> PathBuf {
-    workspace_root().join("target").join("interop")
+    match std::env::var_os("WSMP_INTEROP_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("target").join("interop"),
+    }
 }
 
 fn scripts_dir() -> PathBuf {
@@ -87,14 +91,19 @@ pub fn prepare(peer: Peer) -> Result<(), String> {
     }
 }
 
+/// Prints `skipped: <reason>` to the real stderr (not the test harness's capture, so it
+/// shows in a normal `cargo test` run).
+pub fn report_skip(reason: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+}
+
 /// Returns from the calling test (which then passes) with a `skipped: <reason>` line
 /// when the peer could not be installed.
 #[macro_export]
 macro_rules! require_peer {
     ($peer:expr) => {
         if let Err(reason) = $crate::prepare($peer) {
-            eprintln!("skipped: {reason}");
-            println!("skipped: {reason}");
+            $crate::report_skip(&reason);
             return;
         }
     };
