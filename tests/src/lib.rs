@@ -473,15 +473,71 @@ pub async fn our_server_once(listener: tokio::net::TcpListener, config: Config) 
 
 /// The peer's client against our tokio echo server.
 pub async fn their_client(peer: Peer, case: Case) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    their_client_on(peer, case, OurServer::Tokio).await;
+}
+
+/// Which of our servers a `their_client` case runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OurServer {
+    /// `wsmp_tokio::accept` with an admission hook.
+    Tokio,
+    /// `wsmp_std::accept` (blocking, on a thread; no admission hook, so the request is
+    /// not recorded).
+    Std,
+}
+
+/// Accepts one connection with our blocking std server and echoes like
+/// [`our_server_once`].
+pub fn our_std_server_once(listener: std::net::TcpListener, config: Config) -> ServerSide {
+    let (sock, _) = listener.accept().expect("accept");
+    let options = wsmp_std::ServerOptions {
+        config,
+        ..Default::default()
+    };
+    let mut ws = wsmp_std::accept(sock, &options).expect("server handshake");
+    let protocol = ws.protocol().map(str::to_owned);
+    let close = loop {
+        match ws.recv() {
+            Ok(m) => {
+                if m.kind == wsmp_core::connection::MessageKind::Text {
+                    let text = String::from_utf8_lossy(&m.data).into_owned();
+                    if let Some(rest) = text.strip_prefix("close:") {
+                        let (code, reason) = rest.split_once(':').unwrap_or((rest, ""));
+                        let code = code.parse().expect("close code");
+                        break ws.close(CloseCode(code), reason).ok();
+                    }
+                }
+                ws.send(m).expect("echo");
+            }
+            Err(wsmp_std::Error::Closed(info)) => break Some(info),
+            Err(e) => panic!("std server: {e}"),
+        }
+    };
+    ServerSide {
+        request: None,
+        protocol,
+        close,
+    }
+}
+
+/// The peer's client against one of our echo servers.
+pub async fn their_client_on(peer: Peer, case: Case, which: OurServer) {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = std_listener.local_addr().expect("addr").port();
     let mut config = big_config();
     if case == Case::Subprotocol {
         config.supported_protocols = vec!["b".into()];
     }
-    let server = tokio::spawn(our_server_once(listener, config));
+    let server = match which {
+        OurServer::Tokio => {
+            std_listener.set_nonblocking(true).expect("nonblocking");
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            tokio::spawn(our_server_once(listener, config))
+        }
+        OurServer::Std => {
+            tokio::task::spawn_blocking(move || our_std_server_once(std_listener, config))
+        }
+    };
     let url = format!("ws://127.0.0.1:{port}/game?x=1");
     let close_step = match case {
         Case::CloseByClient(code, reason) => format!("close_client:{code}:{reason}"),
@@ -540,10 +596,17 @@ pub async fn their_client(peer: Peer, case: Case) {
         Case::Subprotocol => {
             assert_eq!(open["protocol"], "b");
             assert_eq!(side.protocol.as_deref(), Some("b"));
-            let req = side.request.as_ref().expect("request");
-            assert_eq!(req.protocols, vec!["a".to_owned(), "b".to_owned()]);
+            if which == OurServer::Tokio {
+                let req = side.request.as_ref().expect("request");
+                assert_eq!(req.protocols, vec!["a".to_owned(), "b".to_owned()]);
+            }
         }
         Case::Headers => {
+            assert_eq!(
+                which,
+                OurServer::Tokio,
+                "only the tokio server has the hook"
+            );
             let req = side.request.as_ref().expect("request");
             assert_eq!(req.header("x-extra"), Some("42"));
             assert_eq!(req.path, "/game?x=1");
@@ -606,6 +669,27 @@ macro_rules! interop_tests {
                 }
             )*
         }
+        /// Against the blocking std server (no admission hook: no `headers` case).
+        mod their_client_std_server {
+            $crate::interop_tests!(@std $peer;
+                text => $crate::Case::Text,
+                binary => $crate::Case::Binary,
+                one_mib => $crate::Case::Big,
+                ping => $crate::Case::Ping,
+                close_by_client_4001 => $crate::Case::CloseByClient(4001, "custom"),
+                close_by_server_4001 => $crate::Case::CloseByServer(4001, "custom reason"),
+                subprotocol => $crate::Case::Subprotocol,
+            );
+        }
+    };
+    (@std $peer:expr; $($name:ident => $case:expr,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::require_peer!($peer);
+                $crate::their_client_on($peer, $case, $crate::OurServer::Std).await;
+            }
+        )*
     };
 }
 
