@@ -1,0 +1,4 @@
+//! Interop with Python `websockets` (both directions).
+#![allow(missing_docs)]
+
+wsmp_tests::interop_tests!(wsmp_tests::Peer::Python);
