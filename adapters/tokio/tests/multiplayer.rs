@@ -41,7 +41,10 @@ async fn raw_join(server: &mut MultiplayerPeer, addr: SocketAddr) -> (RawClient,
     assert_eq!(&f.raw[..2], &[0x82, 0x04], "{:02x?}", f.raw);
     let id = PeerId::new(i32::from_le_bytes(f.payload[..].try_into().unwrap())).unwrap();
     assert!(id.get() >= 2);
-    assert_eq!(event(server, "PeerConnected").await, HostEvent::PeerConnected(id));
+    assert_eq!(
+        event(server, "PeerConnected").await,
+        HostEvent::PeerConnected(id)
+    );
     (raw, id)
 }
 
@@ -136,7 +139,10 @@ async fn close_drops_sockets_without_close_frames() {
     let (mut a, _) = raw_join(&mut server, addr).await;
     let (mut b, _) = raw_join(&mut server, addr).await;
     server.close();
-    assert_eq!(server.get_connection_status(), ConnectionStatus::Disconnected);
+    assert_eq!(
+        server.get_connection_status(),
+        ConnectionStatus::Disconnected
+    );
     for c in [&mut a, &mut b] {
         let rest = within(5.0, "EOF", read_to_eof(&mut c.sock)).await;
         assert!(rest.is_empty(), "close(): no close frame, got {rest:02x?}");
@@ -194,7 +200,12 @@ async fn pending_peer_times_out() {
     .await;
     let t = Instant::now();
     let mut silent = TcpStream::connect(addr).await.unwrap();
-    let rest = within(3.0, "server closes the pending socket", read_to_eof(&mut silent)).await;
+    let rest = within(
+        3.0,
+        "server closes the pending socket",
+        read_to_eof(&mut silent),
+    )
+    .await;
     let elapsed = t.elapsed();
     assert!(
         rest.is_empty() || rest.starts_with(b"HTTP/1.1 "),
@@ -492,7 +503,13 @@ async fn tokio_client_std_server() {
     // The server closed: the client sees its server go.
     let e = event(&mut c, "server gone").await;
     assert!(
-        matches!(e, HostEvent::PeerDisconnected { peer: PeerId::SERVER, .. }),
+        matches!(
+            e,
+            HostEvent::PeerDisconnected {
+                peer: PeerId::SERVER,
+                ..
+            }
+        ),
         "{e:?}"
     );
 }

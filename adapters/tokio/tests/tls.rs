@@ -82,9 +82,13 @@ async fn wss_trusted_ca_round_trip() {
     assert!(info.clean);
     // Also by name: the leaf covers localhost.
     let url_name = url.replace("127.0.0.1", "localhost");
-    let mut ws = within(5.0, "connect localhost", connect(&url_name, trusting(&certs)))
-        .await
-        .unwrap();
+    let mut ws = within(
+        5.0,
+        "connect localhost",
+        connect(&url_name, trusting(&certs)),
+    )
+    .await
+    .unwrap();
     ws.send("by name").await.unwrap();
     assert_eq!(
         within(5.0, "echo", ws.recv()).await.unwrap(),
@@ -177,7 +181,10 @@ async fn multiplayer_over_wss() {
     }
     let mut ids = Vec::new();
     while ids.len() < 3 {
-        match within(5.0, "server event", server.next_event()).await.unwrap() {
+        match within(5.0, "server event", server.next_event())
+            .await
+            .unwrap()
+        {
             HostEvent::PeerConnected(id) => ids.push(id),
             e => panic!("{e:?}"),
         }
@@ -212,5 +219,10 @@ async fn multiplayer_over_wss() {
         Some(HostEvent::ConnectFailed(_)) | None => {}
         e => panic!("{e:?}"),
     }
-    within(10.0, "shutdown", server.shutdown(std::time::Duration::from_secs(2))).await;
+    within(
+        10.0,
+        "shutdown",
+        server.shutdown(std::time::Duration::from_secs(2)),
+    )
+    .await;
 }

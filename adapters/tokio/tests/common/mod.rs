@@ -78,7 +78,11 @@ pub async fn read_http_head(s: &mut TcpStream) -> (String, Vec<u8>) {
             return (String::from_utf8_lossy(&buf).into_owned(), rest);
         }
         let n = s.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "EOF inside the HTTP head: {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "EOF inside the HTTP head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -99,10 +103,10 @@ impl RawClient {
         let (head, rest) = read_http_head(&mut sock).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         assert!(
-            head.contains(&String::from_utf8_lossy(&wsmp_core::handshake::accept_key(
-                CLIENT_KEY.as_bytes()
-            ))
-            .into_owned()),
+            head.contains(
+                &String::from_utf8_lossy(&wsmp_core::handshake::accept_key(CLIENT_KEY.as_bytes()))
+                    .into_owned()
+            ),
             "{head}"
         );
         RawClient { sock, buf: rest }
