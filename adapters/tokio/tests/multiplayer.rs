@@ -513,3 +513,63 @@ async fn tokio_client_std_server() {
         "{e:?}"
     );
 }
+
+/// A server that upgrades but never sends the id message: the client gives
+/// up after handshake_timeout with ConnectFailed(Timeout); a closed port
+/// gives ConnectFailed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_connect_failures() {
+    let (l, url) = listener().await;
+    let silent_server = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let (head, _) = read_http_head(&mut s).await;
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap();
+        let accept_key = wsmp_core::handshake::accept_key(key.as_bytes());
+        let resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            String::from_utf8_lossy(&accept_key)
+        );
+        s.write_all(resp.as_bytes()).await.unwrap();
+        // ...and then nothing: no id message.
+        read_to_eof(&mut s).await
+    });
+    let mut c = MultiplayerPeer::new();
+    c.config.handshake_timeout = Duration::from_millis(400);
+    let t = Instant::now();
+    c.create_client(&url, None).await.unwrap();
+    assert_eq!(c.get_connection_status(), ConnectionStatus::Connecting);
+    let e = event(&mut c, "connect failure").await;
+    let elapsed = t.elapsed();
+    assert_eq!(
+        e,
+        HostEvent::ConnectFailed(wsmp_core::host::ConnectFailure::Timeout)
+    );
+    assert!(elapsed >= Duration::from_millis(350), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(c.get_connection_status(), ConnectionStatus::Disconnected);
+    // The server side sees the socket end.
+    within(5.0, "silent server EOF", silent_server)
+        .await
+        .unwrap();
+
+    // Nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("ws://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let mut c = MultiplayerPeer::new();
+    c.create_client(&dead, None).await.unwrap();
+    match event(&mut c, "refused").await {
+        HostEvent::ConnectFailed(_) => {}
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(c.get_connection_status(), ConnectionStatus::Disconnected);
+    assert_eq!(within(2.0, "no more events", c.next_event()).await, None);
+}

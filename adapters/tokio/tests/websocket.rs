@@ -208,7 +208,7 @@ async fn heartbeat_drops_silent_client() {
     let (m, elapsed, info) = within(5.0, "heartbeat drop", server).await.unwrap();
     assert!(m.is_none());
     assert!(
-        elapsed < interval * 3,
+        elapsed < interval * 4,
         "dropped after {elapsed:?} (interval {interval:?})"
     );
     assert!(elapsed >= interval, "dropped too early: {elapsed:?}");
