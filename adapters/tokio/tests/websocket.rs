@@ -497,3 +497,94 @@ async fn stream_sink_forward() {
     let r = within(5.0, "forward end", forward).await.unwrap();
     assert!(r.is_ok(), "forward ended with {r:?}");
 }
+
+/// A message over inbound_buffer_size fails the connection with 1009 on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_big_message_closes_with_1009() {
+    let client_cfg = Config {
+        outbound_buffer_size: 1 << 20,
+        ..Config::default()
+    };
+    let (mut server, mut client) = ws_pair(Config::default(), client_cfg).await;
+    let s = tokio::spawn(async move {
+        let m = server.recv().await;
+        (m, server.close_info())
+    });
+    let _ = within(5.0, "send", client.send(vec![0u8; 100_000])).await;
+    assert!(within(5.0, "client end", client.recv()).await.is_none());
+    let info = client.close_info().unwrap();
+    assert_eq!(info.code, CloseCode::MESSAGE_TOO_BIG, "{info:?}");
+    let (m, sinfo) = within(5.0, "server end", s).await.unwrap();
+    assert!(m.is_none());
+    let sinfo = sinfo.unwrap();
+    assert_eq!(sinfo.code, CloseCode::MESSAGE_TOO_BIG);
+    assert_eq!(sinfo.cause, CloseCause::ProtocolError);
+}
+
+/// The admission hook sees the request: a refusal reaches the client as
+/// an HTTP status; an accepted request selects the sub-protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_hook_refuses_and_selects_protocol() {
+    use std::sync::Arc;
+    use wsmp_tokio::{AcceptOptions, Decision, Error, HttpResponse};
+    let (l, url) = listener().await;
+    let hook: wsmp_tokio::AdmissionHook = Arc::new(|req: &wsmp_tokio::Request| {
+        if req.path.starts_with("/private") {
+            Decision::Respond(HttpResponse::text(403, "no\n"))
+        } else {
+            Decision::Accept(AcceptOptions {
+                protocol: req.protocols.last().cloned(),
+                headers: Vec::new(),
+            })
+        }
+    });
+    let server = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for _ in 0..2 {
+            let (s, _) = l.accept().await.unwrap();
+            let r = accept(
+                s,
+                ServerOptions {
+                    admission: Some(hook.clone()),
+                    ..Default::default()
+                },
+            )
+            .await;
+            results.push(r.map(|ws| ws.protocol()));
+        }
+        results
+    });
+    let e = within(
+        5.0,
+        "refused",
+        wsmp_tokio::connect(&format!("{url}private"), Default::default()),
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        // The client reports the status it got (the core's Handshake(UnexpectedStatus(403))).
+        Error::Handshake(info) => assert!(format!("{:?}", info.cause).contains("403"), "{info:?}"),
+        e => panic!("{e:?}"),
+    }
+    let config = Config {
+        supported_protocols: vec!["alpha".into(), "beta".into()],
+        ..Config::default()
+    };
+    let ws = within(
+        5.0,
+        "accepted",
+        wsmp_tokio::connect(
+            &url,
+            wsmp_tokio::ClientOptions {
+                config,
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.protocol().as_deref(), Some("beta"));
+    let results = within(5.0, "server", server).await.unwrap();
+    assert!(results[0].is_err());
+    assert_eq!(results[1].as_ref().unwrap().as_deref(), Some("beta"));
+}
