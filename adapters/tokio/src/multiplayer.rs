@@ -550,13 +550,7 @@ fn abort_task(h: &PeerHandle) {
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
         // spec §3.5: while refusing, connections are not accepted at all.
-        loop {
-            let resume = shared.accept_resume.notified();
-            if !shared.lock().host.refuse_new_connections() {
-                break;
-            }
-            resume.await;
-        }
+        wait_while_refusing(&shared).await;
         let (sock, addr) = match listener.accept().await {
             Ok(pair) => pair,
             Err(e) => {
@@ -565,6 +559,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 continue;
             }
         };
+        // Refusal may have started while we were waiting in accept(): the
+        // socket is ours now, so hold it untouched (no handshake clock, no
+        // answer) as if it were still in the backlog, instead of dropping a
+        // connection the engine would have left waiting (spec §3.5).
+        wait_while_refusing(&shared).await;
         let _ = sock.set_nodelay(true);
         let tls = match &shared.tls_server {
             Some(opts) => match server_tls(opts) {
@@ -595,6 +594,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         tracing::debug!(peer = %id, %addr, "accepted");
         let task = tokio::spawn(peer_loop(shared.clone(), id, sock, tls, handle.clone()));
         *handle.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+}
+
+/// Returns once `refuse_new_connections` is off.
+async fn wait_while_refusing(shared: &Shared) {
+    loop {
+        let resume = shared.accept_resume.notified();
+        if !shared.lock().host.refuse_new_connections() {
+            return;
+        }
+        resume.await;
     }
 }
 

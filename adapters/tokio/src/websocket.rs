@@ -214,12 +214,12 @@ impl Shared {
     }
 
     async fn send(&self, message: Message) -> Result<(), Error> {
-        self.feed(message).await?;
+        self.queue(message).await?;
         self.flush().await
     }
 
-    /// Queues a message, waiting only for room in the outbound queue.
-    async fn feed(&self, message: Message) -> Result<(), Error> {
+    /// Queues one message, waiting for room while the queue is full.
+    async fn queue(&self, message: Message) -> Result<(), Error> {
         let (kind, mut payload) = message.into_parts();
         loop {
             {
@@ -339,7 +339,7 @@ impl Shared {
 /// [`Message`]s. See the [module docs](self) for cancellation safety.
 pub struct WebSocket {
     shared: Arc<Shared>,
-    pending_send: Option<Message>,
+    poll: Mutex<PollState>,
 }
 
 impl std::fmt::Debug for WebSocket {
@@ -372,7 +372,7 @@ impl WebSocket {
                 }),
                 epoch,
             }),
-            pending_send: None,
+            poll: Mutex::default(),
         }
     }
 
@@ -401,7 +401,7 @@ impl WebSocket {
     /// `recv`) writes it. Lets many messages go out in one vectored write.
     /// Cancellation-safe like `send`.
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.shared.feed(message.into()).await
+        self.shared.queue(message.into()).await
     }
 
     /// Sends a ping with `payload` (≤ 125 bytes).
@@ -452,7 +452,7 @@ impl WebSocket {
     pub fn split(self) -> (ReadHalf, WriteHalf) {
         let other = WebSocket {
             shared: self.shared.clone(),
-            pending_send: None,
+            poll: Mutex::default(),
         };
         (ReadHalf { inner: self }, WriteHalf { inner: other })
     }
@@ -495,19 +495,68 @@ impl WriteHalf {
 
 // ----- futures Stream / Sink ------------------------------------------------
 
-fn poll_future<T>(cx: &mut Context<'_>, fut: impl std::future::Future<Output = T>) -> Poll<T> {
-    let mut fut = std::pin::pin!(fut);
-    fut.as_mut().poll(cx)
+/// A boxed, owned operation kept across polls of the Stream/Sink impls.
+type BoxFut<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// Operations in progress for the `Stream`/`Sink` impls. They must live
+/// across polls: a readiness or timer future that is dropped after
+/// returning `Pending` deregisters its waker, and the task would never be
+/// woken again. (Behind a `Mutex` only to keep `WebSocket: Sync`; it is
+/// reached through `&mut self`, so it is never contended.)
+#[derive(Default)]
+struct PollState {
+    /// `poll_next`: a `recv` in progress.
+    recv: Option<BoxFut<Option<Message>>>,
+    /// `start_send`: the item being queued (waiting for room).
+    queue: Option<BoxFut<Result<(), Error>>>,
+    /// `poll_flush` / `poll_close`: a flush (after queueing the close frame) in progress.
+    flush: Option<BoxFut<Result<(), Error>>>,
+}
+
+impl WebSocket {
+    fn poll_state(&mut self) -> &mut PollState {
+        self.poll.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drives the queued `start_send` item until it is queued.
+    fn poll_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let st = self.poll_state();
+        let Some(fut) = st.queue.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = std::task::ready!(fut.as_mut().poll(cx));
+        st.queue = None;
+        Poll::Ready(r)
+    }
+
+    /// Drives a flush (started if none is running) to completion.
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        std::task::ready!(self.poll_queue(cx))?;
+        let shared = self.shared.clone();
+        let st = self.poll_state();
+        let fut = st
+            .flush
+            .get_or_insert_with(|| Box::pin(async move { shared.flush().await }));
+        let r = std::task::ready!(fut.as_mut().poll(cx));
+        st.flush = None;
+        Poll::Ready(r)
+    }
 }
 
 impl futures_core::Stream for WebSocket {
     type Item = Message;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        // `recv` keeps no state across polls (every wait is a fresh readiness
-        // future), so polling a new one each time is correct.
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        // `recv` is cancellation-safe, so keeping one in progress across
+        // polls (and dropping it with the stream) loses nothing.
         let shared = self.shared.clone();
-        poll_future(cx, async move { shared.recv().await })
+        let st = self.poll_state();
+        let fut = st
+            .recv
+            .get_or_insert_with(|| Box::pin(async move { shared.recv().await }));
+        let r = std::task::ready!(fut.as_mut().poll(cx));
+        st.recv = None;
+        Poll::Ready(r)
     }
 }
 
@@ -519,67 +568,44 @@ impl futures_core::Stream for ReadHalf {
     }
 }
 
+/// The `Sink` queues each item (waiting for room while the outbound queue
+/// is full, before accepting the next one) and writes on `poll_flush`.
+/// `poll_close` sends a close frame (1000) and flushes it; the closing
+/// handshake then completes while the stream side is read (until it ends),
+/// so messages already on their way are not lost.
 impl futures_sink::Sink<Message> for WebSocket {
     type Error = Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.pending_send.is_none() {
-            return Poll::Ready(Ok(()));
-        }
-        let shared = self.shared.clone();
-        let Some(message) = self.pending_send.take() else {
-            return Poll::Ready(Ok(()));
-        };
-        // Queue it if there is room now; otherwise keep it and wait for writability.
-        let (kind, payload) = message.into_parts();
-        let mut st = shared.lock();
-        match st.conn.send(shared.now(), kind, payload) {
-            Ok(()) => {
-                drop(st);
-                Poll::Ready(Ok(()))
-            }
-            Err(e) if e.kind == SendErrorKind::QueueFull => {
-                let _ = shared.step(&mut st);
-                drop(st);
-                self.pending_send = Some(Message::from_parts(kind, e.payload));
-                let s2 = shared.clone();
-                match poll_future(cx, async move { s2.wait(Want::WRITE, None).await }) {
-                    Poll::Ready(()) => {
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-            Err(e) => Poll::Ready(Err(Error::Send(e.kind))),
-        }
+        self.poll_queue(cx)
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
-        self.pending_send = Some(item);
+        let shared = self.shared.clone();
+        // Lazy: queued by the next poll_ready / poll_flush / poll_close.
+        self.poll_state().queue = Some(Box::pin(async move { shared.queue(item).await }));
         Ok(())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.pending_send.is_some() {
-            match self.as_mut().poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
-            }
-        }
-        let shared = self.shared.clone();
-        poll_future(cx, async move { shared.flush().await })
+        self.poll_flush_inner(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        match self.as_mut().poll_flush(cx) {
-            Poll::Ready(Ok(())) => {}
-            other => return other,
+        std::task::ready!(self.poll_queue(cx))?;
+        if self.poll_state().flush.is_none() {
+            // Already closing or closed: nothing happens (idempotent).
+            let mut st = self.shared.lock();
+            let now = self.shared.now();
+            st.conn
+                .close(now, CloseCode::NORMAL, "")
+                .map_err(Error::Command)?;
         }
-        let shared = self.shared.clone();
-        poll_future(cx, async move {
-            shared.close(CloseCode::NORMAL, "").await.map(|_| ())
-        })
+        match std::task::ready!(self.poll_flush_inner(cx)) {
+            // The connection already ended: the sink is closed all the same.
+            Err(Error::Closed) => Poll::Ready(Ok(())),
+            r => Poll::Ready(r),
+        }
     }
 }
 
