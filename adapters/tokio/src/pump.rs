@@ -166,7 +166,10 @@ impl Io {
         ep: &mut E,
         now: Timestamp,
     ) -> io::Result<Want> {
-        let mut want = Want { write: !self.write(sock, ep, now)?, ..Want::default() };
+        let mut want = Want {
+            write: !self.write(sock, ep, now)?,
+            ..Want::default()
+        };
         if !self.eof {
             want.read = self.read(sock, ep, now)?;
             if !want.write {
