@@ -296,3 +296,89 @@ async fn shutdown_sends_close_frames() {
     assert_eq!(info.code, CloseCode::GOING_AWAY);
     stop.await.unwrap();
 }
+
+/// `--tls-cert/--tls-key`: the same protocol over wss://.
+#[tokio::test]
+async fn wss_with_tls_cert_and_key() {
+    let certs = wsmp_tls::testing::TestCerts::generate();
+    let dir = std::env::temp_dir().join(format!("wsmp-relay-e2e-tls-{}", std::process::id()));
+    certs.write_to(&dir).unwrap();
+    let cert = dir.join("server.pem");
+    let key = dir.join("server.key");
+    let relay_srv = Relay::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let opts = ClientOptions {
+        config: Config::default(),
+        tls: Some(
+            wsmp_tokio::TlsClientOptions::client()
+                .with_trusted_ca_pem(certs.ca_pem.as_bytes())
+                .unwrap(),
+        ),
+    };
+    let url = format!("wss://127.0.0.1:{}/", relay_srv.addr.port());
+    let mut a = Client::join_with(&url, opts.clone()).await;
+    let mut b = Client::join_with(&url, opts).await;
+    assert_eq!(a.recv().await, add_peer(b.id));
+    assert_eq!(b.recv().await, add_peer(a.id));
+    b.send(relay(a.id, &raw(b"secure"))).await;
+    assert_eq!(a.recv().await, relay(b.id, &raw(b"secure")));
+    relay_srv.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A receiver that stops reading is disconnected (1008) once its outbound
+/// queue is full, the others get DEL_PEER, and it is counted.
+#[tokio::test]
+async fn slow_receiver_is_disconnected() {
+    let relay_srv = Relay::start(&["--max-queued-packets", "4"]);
+    let url = relay_srv.url("/");
+    let mut a = Client::join(&url).await;
+    let mut b = Client::join(&url).await;
+    let b_id = b.id;
+    assert_eq!(a.recv().await, add_peer(b.id));
+    assert_eq!(b.recv().await, add_peer(a.id));
+    // B stops reading; A floods it (bounded: at most 3000 × 60 kB).
+    let big = bytes::Bytes::from(relay(b_id, &raw(&vec![0x55; 60_000])));
+    let (mut reader, mut writer) = a.ws.split();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    let read_task = tokio::spawn(async move {
+        if let Some(wsmp_tokio::Message::Binary(m)) = reader.recv().await {
+            let _ = done_tx.send(m.to_vec());
+        }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = None;
+    for _ in 0..3000 {
+        if let Ok(m) = done_rx.try_recv() {
+            got = Some(m);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no overflow in time"
+        );
+        let send = writer.send(wsmp_tokio::Message::Binary(big.clone()));
+        tokio::time::timeout(WAIT, send)
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+    let got = match got {
+        Some(m) => m,
+        None => tokio::time::timeout(WAIT, done_rx)
+            .await
+            .expect("DEL_PEER in time")
+            .expect("message"),
+    };
+    assert_eq!(got, del_peer(b_id));
+    read_task.await.unwrap();
+    let (_, body) = relay_srv.http_get("/stats").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["disconnected_slow"], 1, "{body}");
+    drop(b);
+    relay_srv.stop().await;
+}
