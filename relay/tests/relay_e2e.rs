@@ -382,3 +382,37 @@ async fn slow_receiver_is_disconnected() {
     drop(b);
     relay_srv.stop().await;
 }
+
+/// `--max-pending-per-ip`: one more unfinished handshake from the same
+/// address is closed at once; once the first is gone, connections work again.
+#[tokio::test]
+async fn max_pending_per_ip() {
+    use tokio::io::AsyncReadExt;
+    let relay_srv = Relay::start(&["--max-pending-per-ip", "1"]);
+    let idle = tokio::net::TcpStream::connect(relay_srv.addr)
+        .await
+        .unwrap();
+    let mut second = tokio::net::TcpStream::connect(relay_srv.addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(WAIT, second.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(
+        n, 0,
+        "the second pending connection is closed without an answer"
+    );
+    drop(idle);
+    let mut joined = None;
+    for _ in 0..100 {
+        if let Ok(ws) = connect_ws(&relay_srv.url("/"), ClientOptions::default()).await {
+            joined = Some(ws);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(joined.is_some(), "a new connection is accepted again");
+    relay_srv.stop().await;
+}
