@@ -16,6 +16,7 @@
 //! - [`stats`]: counters and their JSON form.
 //! - [`cli`]: command-line flags.
 //! - [`web`]: the embedded demo page.
+//! - [`server`]: the network glue of the `wsmp-relay` program (tokio).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod protocol;
 pub mod relay;
 pub mod rooms;
+pub mod server;
 pub mod stats;
 pub mod web;
 

@@ -54,7 +54,7 @@ mod transport;
 mod websocket;
 
 pub use error::Error;
-pub use multiplayer::{bind, MultiplayerPeer, PeerInfo};
+pub use multiplayer::{bind, MultiplayerPeer, PeerAdmissionHook, PeerInfo};
 pub use tls::{
     AdmissionHook, ClientOptions, Decision, ServerOptions, TlsClientOptions, TlsError,
     TlsServerOptions,

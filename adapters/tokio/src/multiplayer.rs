@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,11 +15,12 @@ use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use wsmp_core::connection::Request;
 use wsmp_core::connection::{Admission, CloseInfo, HttpResponse, State};
 use wsmp_core::host::{
     ConnectionStatus, Host, HostEvent, HostSendError, PeerId, SendReport, Target,
 };
-use wsmp_core::{Config, Timestamp};
+use wsmp_core::{CloseCode, Config, Timestamp};
 
 use crate::error::Error;
 use crate::pump::{HostPeer, Io};
@@ -43,13 +45,48 @@ pub struct PeerInfo {
 struct PeerHandle {
     wake: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The peer's task stopped reading its socket (the host's unread limit
+    /// for this peer was reached); whoever takes a packet of this peer
+    /// wakes it (see `MpState::took_packet`).
+    read_blocked: AtomicBool,
 }
+
+/// An admission hook that also learns the pending peer's id (the id the peer
+/// gets in `PeerConnected` if accepted), so an application can remember what
+/// it decided for that peer: see [`MultiplayerPeer::set_peer_admission_hook`].
+pub type PeerAdmissionHook = Arc<dyn Fn(PeerId, &Request) -> Decision + Send + Sync>;
 
 struct MpState {
     host: Host,
     peers: HashMap<PeerId, Arc<PeerHandle>>,
+    /// Remote IP of peers accepted while `max_pending_per_ip` is set; pruned
+    /// of finished handshakes at each accept.
+    pending_ips: HashMap<PeerId, IpAddr>,
     /// Deadline the timer task is sleeping towards.
     armed: Option<Timestamp>,
+}
+
+impl MpState {
+    /// After the application took a packet of `from`: if that peer's task
+    /// stopped reading because the host's unread limit was reached and the
+    /// host takes input again, wake it (otherwise nothing would: reading
+    /// frees room but produces no output).
+    fn took_packet(&self, from: PeerId) {
+        if let Some(h) = self.peers.get(&from) {
+            if self.host.can_read(from) && h.read_blocked.swap(false, Ordering::AcqRel) {
+                h.wake.notify_one();
+            }
+        }
+    }
+
+    /// Takes the next event, waking a read-blocked sender when it is a packet.
+    fn poll_event(&mut self) -> Option<HostEvent> {
+        let event = self.host.poll_event();
+        if let Some(HostEvent::Packet { from, .. }) = &event {
+            self.took_packet(*from);
+        }
+        event
+    }
 }
 
 struct Shared {
@@ -58,8 +95,9 @@ struct Shared {
     events: Notify,
     timer: Notify,
     accept_resume: Notify,
-    admission: Option<AdmissionHook>,
+    admission: Option<PeerAdmissionHook>,
     tls_server: Option<TlsServerOptions>,
+    max_pending_per_ip: Option<usize>,
 }
 
 impl Shared {
@@ -75,9 +113,16 @@ impl Shared {
     /// of peers with new output, the application, and the timer.
     fn dispatch(&self, st: &mut MpState, except: Option<PeerId>) {
         let now = self.now();
+        // A peer whose request is answered here has new output even when it
+        // is `except` (its own task computed what to wait for before this
+        // answer existed): it is always woken.
+        let mut answered = None;
         while let Some(HostEvent::Request { peer, request }) = st.host.poll_request() {
+            if Some(peer) == except {
+                answered = except;
+            }
             let decision = match &self.admission {
-                Some(hook) => hook(&request),
+                Some(hook) => hook(peer, &request),
                 None => Decision::Accept(Default::default()),
             };
             let result = match decision {
@@ -92,7 +137,7 @@ impl Shared {
             }
         }
         while let Some(id) = st.host.poll_dirty() {
-            if Some(id) != except {
+            if Some(id) != except || answered == Some(id) {
                 if let Some(h) = st.peers.get(&id) {
                     h.wake.notify_one();
                 }
@@ -128,7 +173,8 @@ impl Shared {
 pub struct MultiplayerPeer {
     /// Configuration applied to every peer (the seed's properties).
     pub config: Config,
-    admission: Option<AdmissionHook>,
+    admission: Option<PeerAdmissionHook>,
+    max_pending_per_ip: Option<usize>,
     shared: Option<Arc<Shared>>,
     tasks: Vec<JoinHandle<()>>,
     local_addrs: Vec<SocketAddr>,
@@ -202,6 +248,7 @@ impl MultiplayerPeer {
         MultiplayerPeer {
             config: Config::default(),
             admission: None,
+            max_pending_per_ip: None,
             shared: None,
             tasks: Vec::new(),
             local_addrs: Vec::new(),
@@ -212,7 +259,24 @@ impl MultiplayerPeer {
     /// it sees every HTTP request (path, headers, offered sub-protocols) and
     /// accepts it, refuses it with an HTTP status, or answers plain HTTP.
     pub fn set_admission_hook(&mut self, hook: AdmissionHook) {
+        self.admission = Some(Arc::new(move |_id, request| hook(request)));
+    }
+
+    /// Like [`set_admission_hook`](Self::set_admission_hook), but the hook
+    /// also gets the pending peer's id: the id of its `PeerConnected` event
+    /// if the hook accepts. It runs synchronously inside the adapter, with the
+    /// host locked: keep it fast and never call back into this peer from it.
+    pub fn set_peer_admission_hook(&mut self, hook: PeerAdmissionHook) {
         self.admission = Some(hook);
+    }
+
+    /// Limits unfinished handshakes (TCP accepted, WebSocket upgrade not yet
+    /// complete, TLS included) from one IP address: a connection accepted
+    /// while its address already has `limit` of them is closed at once,
+    /// without any HTTP answer. `None` (the default) means no limit. Takes
+    /// effect at the next [`create_server`](Self::create_server).
+    pub fn set_max_pending_per_ip(&mut self, limit: Option<usize>) {
+        self.max_pending_per_ip = limit;
     }
 
     /// Addresses the server listens on.
@@ -258,6 +322,7 @@ impl MultiplayerPeer {
             state: Mutex::new(MpState {
                 host,
                 peers: HashMap::new(),
+                pending_ips: HashMap::new(),
                 armed: None,
             }),
             epoch: Instant::now(),
@@ -266,6 +331,7 @@ impl MultiplayerPeer {
             accept_resume: Notify::new(),
             admission: self.admission.clone(),
             tls_server: tls,
+            max_pending_per_ip: self.max_pending_per_ip,
         });
         self.local_addrs = listeners
             .iter()
@@ -302,6 +368,7 @@ impl MultiplayerPeer {
             state: Mutex::new(MpState {
                 host,
                 peers: HashMap::new(),
+                pending_ips: HashMap::new(),
                 armed: None,
             }),
             epoch,
@@ -310,10 +377,12 @@ impl MultiplayerPeer {
             accept_resume: Notify::new(),
             admission: None,
             tls_server: None,
+            max_pending_per_ip: None,
         });
         let handle = Arc::new(PeerHandle {
             wake: Notify::new(),
             task: Mutex::new(None),
+            read_blocked: AtomicBool::new(false),
         });
         shared.lock().peers.insert(PeerId::SERVER, handle.clone());
         let (host_name, port) = (parsed.host.to_owned(), parsed.port);
@@ -354,7 +423,7 @@ impl MultiplayerPeer {
         loop {
             {
                 let mut st = shared.lock();
-                if let Some(e) = st.host.poll_event() {
+                if let Some(e) = st.poll_event() {
                     return Some(e);
                 }
                 if st.host.connection_status() == ConnectionStatus::Disconnected
@@ -369,7 +438,11 @@ impl MultiplayerPeer {
 
     /// The next event if one is waiting (never waits).
     pub fn try_event(&mut self) -> Option<HostEvent> {
-        self.with_host(|h, _| h.poll_event()).flatten()
+        let shared = self.shared.as_ref()?;
+        let mut st = shared.lock();
+        let event = st.poll_event();
+        shared.dispatch(&mut st, None);
+        event
     }
 
     /// The next connect/disconnect event, leaving packets for `get_packet`.
@@ -401,7 +474,14 @@ impl MultiplayerPeer {
 
     /// `get_packet()`.
     pub fn get_packet(&mut self) -> Option<(PeerId, Bytes)> {
-        self.with_host(|h, _| h.get_packet()).flatten()
+        let shared = self.shared.as_ref()?;
+        let mut st = shared.lock();
+        let packet = st.host.get_packet();
+        if let Some((from, _)) = &packet {
+            st.took_packet(*from);
+        }
+        shared.dispatch(&mut st, None);
+        packet
     }
 
     /// `get_packet_peer()`.
@@ -441,6 +521,26 @@ impl MultiplayerPeer {
             }
             st.host.release(now, id);
         }
+        shared.dispatch(&mut st, None);
+        Ok(())
+    }
+
+    /// Closes a connected peer with a close frame carrying `code` and
+    /// `reason` (≤ 123 bytes; otherwise, or for a code that may not be sent,
+    /// 1000 is used). Like `disconnect_peer(id, false)`: `PeerDisconnected`
+    /// is emitted now and the closing handshake finishes in the background.
+    pub fn disconnect_peer_with(
+        &mut self,
+        id: PeerId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let shared = self.shared.clone().ok_or(Error::Closed)?;
+        let mut st = shared.lock();
+        let now = shared.now();
+        st.host
+            .disconnect_peer_with(now, id, code, reason)
+            .map_err(|_| Error::Command(wsmp_core::connection::CommandError::InvalidState))?;
         shared.dispatch(&mut st, None);
         Ok(())
     }
@@ -578,12 +678,30 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let handle = Arc::new(PeerHandle {
             wake: Notify::new(),
             task: Mutex::new(None),
+            read_blocked: AtomicBool::new(false),
         });
         let id = {
             let mut st = shared.lock();
             let now = shared.now();
+            if let Some(limit) = shared.max_pending_per_ip {
+                let MpState {
+                    host, pending_ips, ..
+                } = &mut *st;
+                pending_ips.retain(|id, _| {
+                    host.connection(*id)
+                        .is_some_and(|c| c.state() == State::Connecting)
+                });
+                let pending = pending_ips.values().filter(|ip| **ip == addr.ip()).count();
+                if pending >= limit {
+                    tracing::debug!(%addr, pending, "too many unfinished handshakes from this address; closing");
+                    continue;
+                }
+            }
             match st.host.accept(now, Some(addr)) {
                 Ok(id) => {
+                    if shared.max_pending_per_ip.is_some() {
+                        st.pending_ips.insert(id, addr.ip());
+                    }
                     st.peers.insert(id, handle.clone());
                     shared.dispatch(&mut st, None);
                     id
@@ -638,6 +756,16 @@ async fn peer_loop(
             if want.done {
                 st.host.release(now, id);
                 st.peers.remove(&id);
+            } else if !want.read && !io.is_eof() {
+                if st.host.can_read(id) {
+                    // Reading stopped at a limit that moving events to the
+                    // host already lifted: pump again at once.
+                    handle.wake.notify_one();
+                } else {
+                    // Stopped at the host's unread limit: the application
+                    // wakes this task when it takes one of our packets.
+                    handle.read_blocked.store(true, Ordering::Release);
+                }
             }
             shared.dispatch(&mut st, Some(id));
             want

@@ -154,6 +154,11 @@ impl Io {
         }
     }
 
+    /// True once the socket reached end of stream (or failed).
+    pub(crate) fn is_eof(&self) -> bool {
+        self.eof
+    }
+
     /// Writes, reads and writes again without blocking. I/O errors end the
     /// endpoint (as end of stream) and are returned.
     pub(crate) fn pump<E: Endpoint>(

@@ -871,15 +871,42 @@ impl Host {
                 return Ok(());
             }
         } else {
+            return self.disconnect_peer_with(now, id, CloseCode::NORMAL, "");
+        }
+        self.after(id);
+        Ok(())
+    }
+
+    /// Like `disconnect_peer(id, false)` but with the close frame's `code`
+    /// and `reason` chosen by the caller (e.g. 1008 policy violation, RFC
+    /// 6455 §7.4.1). A code that may not be sent (1005, 1006, 1015) or a
+    /// reason over 123 bytes falls back to 1000 with an empty reason.
+    /// On a server `PeerDisconnected` is emitted now, as for
+    /// [`disconnect_peer`](Self::disconnect_peer).
+    pub fn disconnect_peer_with(
+        &mut self,
+        now: Timestamp,
+        id: PeerId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), UnknownPeer> {
+        let now = self.s.clock.observe(now);
+        let peer = self
+            .peers
+            .get_mut(&id)
+            .filter(|p| p.phase == Phase::Connected)
+            .ok_or(UnknownPeer(id))?;
+        // RFC 6455 §7.4.1: codes that may not be sent fall back to 1000.
+        if peer.conn.close(now, code, reason).is_err() {
             let _ = peer.conn.close(now, CloseCode::NORMAL, "");
-            if self.s.role == Role::Server {
-                peer.phase = Phase::Gone;
-                peer.announce = false;
-                self.s.connected -= 1;
-                let info = peer.conn.close_info().cloned();
-                self.s
-                    .signal(HostEvent::PeerDisconnected { peer: id, info });
-            }
+        }
+        if self.s.role == Role::Server {
+            peer.phase = Phase::Gone;
+            peer.announce = false;
+            self.s.connected -= 1;
+            let info = peer.conn.close_info().cloned();
+            self.s
+                .signal(HostEvent::PeerDisconnected { peer: id, info });
         }
         self.after(id);
         Ok(())

@@ -1,0 +1,218 @@
+//! Test clients that speak exactly the bytes a Godot 4 client sends and
+//! expects, built from spec/scene-multiplayer.md §2 and §7 (not from the
+//! relay's own code), and an in-process relay on 127.0.0.1, port 0.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wsmp_relay::server::Server;
+use wsmp_tokio::{connect, ClientOptions, CloseInfo, Message, WebSocket};
+
+/// How long any single wait may take.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A relay running in this process.
+pub struct Relay {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Starts a relay with `--listen 127.0.0.1:0` and `extra` flags.
+    pub fn start(extra: &[&str]) -> Relay {
+        let argv = ["wsmp-relay", "--listen", "127.0.0.1:0"]
+            .into_iter()
+            .chain(extra.iter().copied());
+        let args = wsmp_relay::cli::try_parse_from(argv).expect("valid flags");
+        let server = Server::bind(&args).expect("relay starts");
+        let addr = server.local_addrs()[0];
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async move {
+            let _ = rx.await;
+        }));
+        Relay {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Stops it gracefully and waits.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("relay stops in time")
+                .expect("relay task ok");
+        }
+    }
+
+    /// `GET path` over plain HTTP/1.1: (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).await
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Plain HTTP GET over a TcpStream: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.expect("read");
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    };
+    tokio::time::timeout(WAIT, fut).await.expect("http in time")
+}
+
+// ---- the engine's bytes (spec/scene-multiplayer.md §2, §7) ----------------
+
+fn sys(sub: u8, id: i32) -> Vec<u8> {
+    let mut v = vec![0x07, sub];
+    v.extend_from_slice(&id.to_le_bytes());
+    v
+}
+
+/// `07 01 <id>`.
+pub fn add_peer(id: i32) -> Vec<u8> {
+    sys(1, id)
+}
+
+/// `07 02 <id>`.
+pub fn del_peer(id: i32) -> Vec<u8> {
+    sys(2, id)
+}
+
+/// `07 03 <target> <inner>` (client → server) or `07 03 <source> <inner>` (server → client).
+pub fn relay(id: i32, inner: &[u8]) -> Vec<u8> {
+    let mut v = sys(3, id);
+    v.extend_from_slice(inner);
+    v
+}
+
+/// `07 00 <data>`; empty data = auth completion `07 00`.
+pub fn auth(data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x07, 0x00];
+    v.extend_from_slice(data);
+    v
+}
+
+/// RAW packet (`send_bytes`): `03 <bytes>`.
+pub fn raw(data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x03];
+    v.extend_from_slice(data);
+    v
+}
+
+/// A connected game client.
+pub struct Client {
+    pub ws: WebSocket,
+    /// The id from the 4-byte id message.
+    pub id: i32,
+}
+
+/// Opens the WebSocket only (no id read yet).
+pub async fn connect_ws(url: &str, options: ClientOptions) -> Result<WebSocket, wsmp_tokio::Error> {
+    tokio::time::timeout(WAIT, connect(url, options))
+        .await
+        .expect("connect in time")
+}
+
+impl Client {
+    /// Connects and reads the id message (spec/websocket-peer.md §3.7).
+    pub async fn join(url: &str) -> Client {
+        Client::join_with(url, ClientOptions::default()).await
+    }
+
+    pub async fn join_with(url: &str, options: ClientOptions) -> Client {
+        let ws = connect_ws(url, options).await.expect("upgrade accepted");
+        let mut c = Client { ws, id: 0 };
+        let first = c.recv().await;
+        assert_eq!(
+            first.len(),
+            4,
+            "first message is the 4-byte id: {first:02x?}"
+        );
+        c.id = i32::from_le_bytes([first[0], first[1], first[2], first[3]]);
+        assert!(c.id >= 2, "client ids are ≥ 2");
+        c
+    }
+
+    /// The next message (must be binary), within [`WAIT`].
+    pub async fn recv(&mut self) -> Vec<u8> {
+        match tokio::time::timeout(WAIT, self.ws.recv()).await {
+            Ok(Some(Message::Binary(b))) => b.to_vec(),
+            Ok(Some(Message::Text(t))) => panic!("unexpected text message {t:?}"),
+            Ok(None) => panic!("connection closed: {:?}", self.ws.close_info()),
+            Err(_) => panic!("nothing received within {WAIT:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: Vec<u8>) {
+        self.ws
+            .send(Message::Binary(Bytes::from(bytes)))
+            .await
+            .expect("send");
+    }
+
+    /// Proves nothing else is queued for this client: it relays a marker to
+    /// itself (target = own id, echoed per spec §4.2) and the next message
+    /// must be that marker.
+    pub async fn expect_nothing_pending(&mut self) {
+        let marker = raw(b"marker");
+        self.send(relay(self.id, &marker)).await;
+        assert_eq!(
+            self.recv().await,
+            relay(self.id, &marker),
+            "nothing before the marker"
+        );
+    }
+
+    /// Waits for the server to close; returns how it ended.
+    pub async fn closed(&mut self) -> CloseInfo {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.recv()).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return self.ws.close_info().expect("close info"),
+                Err(_) => panic!("not closed within {WAIT:?}"),
+            }
+        }
+    }
+
+    pub async fn leave(mut self) {
+        let _ = self.ws.close(wsmp_tokio::CloseCode::NORMAL, "").await;
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.recv().await.is_some() {} }).await;
+    }
+}
