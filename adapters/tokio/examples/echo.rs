@@ -66,8 +66,18 @@ async fn main() {
                     let Ok(mut ws) = accept(stream, options).await else {
                         return;
                     };
-                    while let Some(message) = ws.recv().await {
-                        if ws.send(message).await.is_err() {
+                    // Batch: queue the echo of everything already received,
+                    // then write it all with one vectored write.
+                    'conn: while let Some(message) = ws.recv().await {
+                        if ws.feed(message).await.is_err() {
+                            break;
+                        }
+                        while let Some(more) = ws.try_recv() {
+                            if ws.feed(more).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                        if ws.flush().await.is_err() {
                             break;
                         }
                     }
