@@ -29,6 +29,9 @@ pub mod frame;
 pub mod handshake;
 pub mod time;
 
+#[cfg(all(test, feature = "alloc"))]
+mod test_rng;
+
 #[cfg(feature = "alloc")]
 pub mod config;
 #[cfg(feature = "alloc")]

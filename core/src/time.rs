@@ -56,11 +56,13 @@ impl Timestamp {
 }
 
 /// Keeps the latest `now` seen so that time never runs backwards.
+#[cfg(feature = "alloc")]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Clock {
     last: Timestamp,
 }
 
+#[cfg(feature = "alloc")]
 impl Clock {
     /// Records `now` and returns `max(now, latest seen)`.
     pub(crate) fn observe(&mut self, now: Timestamp) -> Timestamp {
@@ -93,6 +95,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "alloc")]
     fn clock_never_runs_backwards() {
         let mut c = Clock::default();
         assert_eq!(c.observe(Timestamp::from_micros(10)).as_micros(), 10);

@@ -656,11 +656,7 @@ impl Host {
         id: PeerId,
         options: AcceptOptions,
     ) -> Result<(), CommandError> {
-        let now = self.s.clock.observe(now);
-        let peer = self.peers.get_mut(&id).ok_or(CommandError::InvalidState)?;
-        peer.conn.accept(now, options)?;
-        self.after(id);
-        Ok(())
+        self.with_pending(now, id, |conn, now| conn.accept(now, options))
     }
 
     /// Answers a pending peer's request with an HTTP response (a refusal or a
@@ -671,9 +667,19 @@ impl Host {
         id: PeerId,
         response: HttpResponse,
     ) -> Result<(), CommandError> {
+        self.with_pending(now, id, |conn, now| conn.respond(now, response))
+    }
+
+    /// Applies an admission decision to a pending peer's connection.
+    fn with_pending(
+        &mut self,
+        now: Timestamp,
+        id: PeerId,
+        decide: impl FnOnce(&mut Connection, Timestamp) -> Result<(), CommandError>,
+    ) -> Result<(), CommandError> {
         let now = self.s.clock.observe(now);
         let peer = self.peers.get_mut(&id).ok_or(CommandError::InvalidState)?;
-        peer.conn.respond(now, response)?;
+        decide(&mut peer.conn, now)?;
         self.after(id);
         Ok(())
     }

@@ -21,29 +21,7 @@ use crate::connection::{Admission, Rng};
 use crate::host::{Host, HostEvent, PeerId};
 use crate::time::Timestamp;
 
-/// SplitMix64: a tiny deterministic RNG for pinned test runs.
-pub(crate) struct SplitMix64(pub(crate) u64);
-
-impl RngCore for SplitMix64 {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
+pub(crate) use crate::test_rng::SplitMix64;
 
 /// An RNG that returns the given `u32`s in order, then SplitMix64 values.
 pub(crate) struct Scripted(pub(crate) Vec<u32>, pub(crate) SplitMix64);
