@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,10 +44,6 @@ pub struct PeerInfo {
 struct PeerHandle {
     wake: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
-    /// The peer's task stopped reading its socket (the host's unread limit
-    /// for this peer was reached); whoever takes a packet of this peer
-    /// wakes it (see `MpState::took_packet`).
-    read_blocked: AtomicBool,
 }
 
 /// An admission hook that also learns the pending peer's id (the id the peer
@@ -64,29 +59,6 @@ struct MpState {
     pending_ips: HashMap<PeerId, IpAddr>,
     /// Deadline the timer task is sleeping towards.
     armed: Option<Timestamp>,
-}
-
-impl MpState {
-    /// After the application took a packet of `from`: if that peer's task
-    /// stopped reading because the host's unread limit was reached and the
-    /// host takes input again, wake it (otherwise nothing would: reading
-    /// frees room but produces no output).
-    fn took_packet(&self, from: PeerId) {
-        if let Some(h) = self.peers.get(&from) {
-            if self.host.can_read(from) && h.read_blocked.swap(false, Ordering::AcqRel) {
-                h.wake.notify_one();
-            }
-        }
-    }
-
-    /// Takes the next event, waking a read-blocked sender when it is a packet.
-    fn poll_event(&mut self) -> Option<HostEvent> {
-        let event = self.host.poll_event();
-        if let Some(HostEvent::Packet { from, .. }) = &event {
-            self.took_packet(*from);
-        }
-        event
-    }
 }
 
 struct Shared {
@@ -382,7 +354,6 @@ impl MultiplayerPeer {
         let handle = Arc::new(PeerHandle {
             wake: Notify::new(),
             task: Mutex::new(None),
-            read_blocked: AtomicBool::new(false),
         });
         shared.lock().peers.insert(PeerId::SERVER, handle.clone());
         let (host_name, port) = (parsed.host.to_owned(), parsed.port);
@@ -423,7 +394,10 @@ impl MultiplayerPeer {
         loop {
             {
                 let mut st = shared.lock();
-                if let Some(e) = st.poll_event() {
+                if let Some(e) = st.host.poll_event() {
+                    // Taking a packet may let its sender be read again: the
+                    // host names it in `poll_dirty`, dispatch wakes its task.
+                    shared.dispatch(&mut st, None);
                     return Some(e);
                 }
                 if st.host.connection_status() == ConnectionStatus::Disconnected
@@ -440,7 +414,7 @@ impl MultiplayerPeer {
     pub fn try_event(&mut self) -> Option<HostEvent> {
         let shared = self.shared.as_ref()?;
         let mut st = shared.lock();
-        let event = st.poll_event();
+        let event = st.host.poll_event();
         shared.dispatch(&mut st, None);
         event
     }
@@ -477,9 +451,6 @@ impl MultiplayerPeer {
         let shared = self.shared.as_ref()?;
         let mut st = shared.lock();
         let packet = st.host.get_packet();
-        if let Some((from, _)) = &packet {
-            st.took_packet(*from);
-        }
         shared.dispatch(&mut st, None);
         packet
     }
@@ -678,7 +649,6 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let handle = Arc::new(PeerHandle {
             wake: Notify::new(),
             task: Mutex::new(None),
-            read_blocked: AtomicBool::new(false),
         });
         let id = {
             let mut st = shared.lock();
@@ -756,16 +726,12 @@ async fn peer_loop(
             if want.done {
                 st.host.release(now, id);
                 st.peers.remove(&id);
-            } else if !want.read && !io.is_eof() {
-                if st.host.can_read(id) {
-                    // Reading stopped at a limit that moving events to the
-                    // host already lifted: pump again at once.
-                    handle.wake.notify_one();
-                } else {
-                    // Stopped at the host's unread limit: the application
-                    // wakes this task when it takes one of our packets.
-                    handle.read_blocked.store(true, Ordering::Release);
-                }
+            } else if !want.read && !io.is_eof() && st.host.can_read(id) {
+                // Reading stopped at a limit that moving events to the host
+                // already lifted: pump again at once. (A peer stopped at the
+                // host's unread limit is named by `Host::poll_dirty` once the
+                // application takes one of its packets; dispatch wakes it.)
+                handle.wake.notify_one();
             }
             shared.dispatch(&mut st, Some(id));
             want

@@ -573,3 +573,44 @@ async fn client_connect_failures() {
     assert_eq!(c.get_connection_status(), ConnectionStatus::Disconnected);
     assert_eq!(within(2.0, "no more events", c.next_event()).await, None);
 }
+
+/// A sender stopped at the host's unread limit (backpressure) is read again
+/// once the application takes its packets through `next_event`: nothing is
+/// dropped and nothing stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressured_sender_resumes_when_packets_are_read() {
+    let (mut server, addr) = mp_server(Config {
+        max_queued_packets: 4,
+        ..Config::default()
+    })
+    .await;
+    let mut client = MultiplayerPeer::new();
+    client
+        .create_client(&format!("ws://{addr}/"), None)
+        .await
+        .unwrap();
+    let id = match event(&mut server, "server sees the client").await {
+        HostEvent::PeerConnected(id) => id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        event(&mut client, "client connected").await,
+        HostEvent::PeerConnected(PeerId::SERVER)
+    );
+    for i in 0..50u8 {
+        client
+            .send(Target::Peer(PeerId::SERVER), Bytes::from(vec![i; 100]))
+            .unwrap();
+    }
+    // Let the server fill its per-peer queue and stop reading.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..50u8 {
+        match event(&mut server, "packet").await {
+            HostEvent::Packet { from, data } => {
+                assert_eq!(from, id);
+                assert_eq!(&data[..], &[i; 100][..]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
