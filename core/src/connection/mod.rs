@@ -71,7 +71,7 @@ use crate::handshake::{self, HandshakeError, HeadScanner};
 use crate::time::{Clock, Timestamp};
 
 pub use inbound::MessageKind;
-pub use outbound::{Chunks, SharedFrame};
+pub use outbound::{Chunks, SharedFrame, TransmitBatch};
 pub use types::{
     AcceptOptions, CloseCause, CloseInfo, CommandError, Event, HttpResponse, Message, Request,
     Role, SendError, SendErrorKind, State,
@@ -636,6 +636,23 @@ impl Connection {
     /// The unwritten output, as slices in order (for one vectored write).
     pub fn transmit(&self) -> Chunks<'_> {
         self.out.chunks()
+    }
+
+    /// Hands out the front of the unwritten output for a write done outside
+    /// whatever lock guards this connection: up to `max_frames` frames and
+    /// about `max_bytes` bytes (at least one frame) are cloned into `batch`
+    /// (a shared body is not copied). Those frames count as started: control
+    /// frames queued meanwhile go behind them, and a failure never drops
+    /// them. Report what was written with
+    /// [`advance_transmit`](Self::advance_transmit); the next lease starts
+    /// again at the first unwritten byte.
+    pub fn lease_transmit(
+        &mut self,
+        batch: &mut TransmitBatch,
+        max_frames: usize,
+        max_bytes: usize,
+    ) {
+        self.out.lease(batch, max_frames, max_bytes);
     }
 
     /// Total unwritten output bytes.

@@ -47,6 +47,7 @@ pub(crate) enum Class {
 }
 
 impl Class {
+    #[cfg(test)]
     fn is_control(self) -> bool {
         matches!(
             self,
@@ -171,14 +172,30 @@ impl SharedFrame {
 struct Entry {
     frame: SharedFrame,
     class: Class,
+    /// Started: partly written, or handed out by [`Outbound::lease`]. A
+    /// fixed entry keeps its place: control frames are queued behind it and
+    /// it is never dropped or replaced.
+    fixed: bool,
 }
 
 /// Frames waiting for the socket.
+///
+/// Bookkeeping is O(1) per frame whatever the queue length (a peer that pings
+/// without reading must not make each ping cost a walk of thousands of queued
+/// frames): the front run of entries that control frames go behind is kept
+/// as a length (`front_run`), and unstarted control frames are counted per
+/// class.
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
     queue: VecDeque<Entry>,
     /// Bytes of the front entry already written.
     written: usize,
+    /// Length of the front run: entries that are fixed, control frames or
+    /// HTTP bytes. A new control frame is inserted right after it (RFC 6455
+    /// §5.4: between frames, never inside one, ahead of unstarted data).
+    front_run: usize,
+    /// Unstarted control frames per class ([`Class::control_index`]).
+    unstarted_control: [usize; 3],
     /// Total wire bytes not yet written.
     pending_bytes: usize,
     /// Payload bytes of queued data messages not yet fully written.
@@ -189,6 +206,18 @@ pub(crate) struct Outbound {
 
 /// A frame class that was completely written by [`Outbound::advance`].
 pub(crate) type Written = Class;
+
+impl Class {
+    /// Index of the control classes that have an unstarted-frame counter.
+    fn control_index(self) -> Option<usize> {
+        match self {
+            Class::AutoPong => Some(0),
+            Class::Ping => Some(1),
+            Class::UserPong => Some(2),
+            _ => None,
+        }
+    }
+}
 
 impl Outbound {
     pub(crate) fn pending_bytes(&self) -> usize {
@@ -208,31 +237,62 @@ impl Outbound {
         self.queue.is_empty()
     }
 
-    /// Appends a data frame or raw HTTP bytes behind everything queued.
+    fn count_unstarted(&mut self, class: Class, delta: isize) {
+        if let Some(i) = class.control_index() {
+            self.unstarted_control[i] = self.unstarted_control[i].saturating_add_signed(delta);
+        }
+    }
+
+    /// Marks entry `i` started (it keeps its place from now on).
+    fn fix(&mut self, i: usize) {
+        let Some(e) = self.queue.get_mut(i) else {
+            return;
+        };
+        if !e.fixed {
+            e.fixed = true;
+            let class = e.class;
+            self.count_unstarted(class, -1);
+        }
+    }
+
+    /// Grows the front run over the entries that belong to it.
+    fn extend_front_run(&mut self) {
+        while let Some(e) = self.queue.get(self.front_run) {
+            if e.fixed || e.class != Class::Data {
+                self.front_run += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Appends a data frame, raw HTTP bytes or the close frame behind
+    /// everything queued.
     pub(crate) fn push_back(&mut self, frame: SharedFrame, class: Class) {
         self.pending_bytes += frame.wire_len();
         if class == Class::Data {
             self.data_bytes += frame.payload_len;
             self.data_messages += 1;
         }
-        self.queue.push_back(Entry { frame, class });
+        self.count_unstarted(class, 1);
+        self.queue.push_back(Entry {
+            frame,
+            class,
+            fixed: false,
+        });
+        self.extend_front_run();
     }
 
-    /// Queued frames of `class` not yet started.
+    /// Queued frames of `class` not yet started (control classes only; O(1)).
     pub(crate) fn unstarted_count(&self, class: Class) -> usize {
-        self.queue
-            .iter()
-            .enumerate()
-            .filter(|(i, e)| e.class == class && !(*i == 0 && self.written > 0))
-            .count()
+        class
+            .control_index()
+            .map_or(0, |i| self.unstarted_control[i])
     }
 
-    /// True when a frame of `class` is queued and not yet started.
+    /// True when a control frame of `class` is queued and not yet started.
     pub(crate) fn has_unstarted(&self, class: Class) -> bool {
-        self.queue
-            .iter()
-            .enumerate()
-            .any(|(i, e)| e.class == class && !(i == 0 && self.written > 0))
+        self.unstarted_count(class) > 0
     }
 
     #[cfg(test)]
@@ -241,21 +301,21 @@ impl Outbound {
     }
 
     /// Queues a control frame ahead of every unstarted data frame, behind
-    /// other control frames (RFC 6455 §5.4: control frames may be injected
-    /// between the frames of a message, never inside one). An unstarted frame
-    /// of the same class `replace`s in place (RFC 6455 §5.5.3: answering only
-    /// the most recent ping is allowed).
+    /// started frames and other control frames (RFC 6455 §5.4: control frames
+    /// may be injected between the frames of a message, never inside one).
+    /// With `replace`, the newest unstarted frame of the same class gives way
+    /// to this one (RFC 6455 §5.5.3: answering only the most recent ping is
+    /// allowed). Cost: bounded by the front run (started frames of one lease
+    /// plus the control slots), never by the number of queued data frames.
     pub(crate) fn push_control(&mut self, frame: SharedFrame, class: Class, replace: bool) {
-        if replace {
-            // The newest waiting frame of this class gives way to this one.
-            let written = self.written;
+        if replace && self.has_unstarted(class) {
+            // Unstarted control frames all sit in the front run.
+            let run = self.front_run;
             if let Some(e) = self
                 .queue
-                .iter_mut()
-                .enumerate()
+                .range_mut(..run)
                 .rev()
-                .find(|(i, e)| e.class == class && !(*i == 0 && written > 0))
-                .map(|(_, e)| e)
+                .find(|e| e.class == class && !e.fixed)
             {
                 self.pending_bytes -= e.frame.wire_len();
                 self.pending_bytes += frame.wire_len();
@@ -263,40 +323,39 @@ impl Outbound {
                 return;
             }
         }
-        let mut at = 0;
-        for (i, e) in self.queue.iter().enumerate() {
-            let started = i == 0 && self.written > 0;
-            if started || e.class.is_control() || e.class == Class::Http {
-                at = i + 1;
-            } else {
-                break;
-            }
-        }
         self.pending_bytes += frame.wire_len();
-        self.queue.insert(at, Entry { frame, class });
+        self.count_unstarted(class, 1);
+        self.queue.insert(
+            self.front_run,
+            Entry {
+                frame,
+                class,
+                fixed: false,
+            },
+        );
+        self.front_run += 1;
     }
 
     /// Drops every data frame that has not started (used when the connection
-    /// fails: nothing more is owed to the peer).
+    /// fails: nothing more is owed to the peer). Rare: linear.
     pub(crate) fn drop_unstarted_data(&mut self) {
-        let written = self.written;
-        let mut i = 0;
         let mut removed_bytes = 0;
         let mut removed_data = 0;
         let mut removed_msgs = 0;
         self.queue.retain(|e| {
-            let keep = (i == 0 && written > 0) || e.class != Class::Data;
+            let keep = e.fixed || e.class != Class::Data;
             if !keep {
                 removed_bytes += e.frame.wire_len();
                 removed_data += e.frame.payload_len;
                 removed_msgs += 1;
             }
-            i += 1;
             keep
         });
         self.pending_bytes -= removed_bytes;
         self.data_bytes -= removed_data;
         self.data_messages -= removed_msgs;
+        self.front_run = 0;
+        self.extend_front_run();
     }
 
     /// Forgets everything (the socket is gone).
@@ -313,6 +372,27 @@ impl Outbound {
         }
     }
 
+    /// Hands out up to `max_frames` frames (and about `max_bytes` bytes: at
+    /// least one frame) from the front for a write done elsewhere: clones go
+    /// into `batch`, and the frames count as started until written.
+    pub(crate) fn lease(&mut self, batch: &mut TransmitBatch, max_frames: usize, max_bytes: usize) {
+        batch.clear();
+        batch.skip = self.written;
+        let mut bytes = 0;
+        let mut i = 0;
+        while i < max_frames && (i == 0 || bytes < max_bytes) {
+            let Some(e) = self.queue.get(i) else {
+                break;
+            };
+            bytes += e.frame.wire_len() - if i == 0 { self.written } else { 0 };
+            batch.frames.push(e.frame.clone());
+            self.fix(i);
+            i += 1;
+        }
+        self.extend_front_run();
+        batch.bytes = bytes;
+    }
+
     /// Marks `n` bytes as written; `on_done` is called with the class of each
     /// frame that is now completely written.
     pub(crate) fn advance(&mut self, mut n: usize, mut on_done: impl FnMut(Written)) {
@@ -325,27 +405,85 @@ impl Outbound {
             let left = front.frame.wire_len() - self.written;
             if n < left {
                 self.written += n;
+                // Partly written: it keeps its place.
+                self.fix(0);
                 break;
             }
             n -= left;
             self.written = 0;
-            if let Some(e) = self.queue.pop_front() {
-                if e.class == Class::Data {
-                    self.data_bytes -= e.frame.payload_len;
-                    self.data_messages -= 1;
-                }
-                on_done(e.class);
-            }
+            self.pop_front(&mut on_done);
         }
         // Zero-length entries (never queued today) would complete here too.
-        while let Some(front) = self.queue.front() {
-            if front.frame.wire_len() != 0 {
-                break;
-            }
-            if let Some(e) = self.queue.pop_front() {
-                on_done(e.class);
-            }
+        while self.queue.front().is_some_and(|e| e.frame.wire_len() == 0) {
+            self.pop_front(&mut on_done);
         }
+        self.extend_front_run();
+    }
+
+    fn pop_front(&mut self, on_done: &mut impl FnMut(Written)) {
+        if let Some(e) = self.queue.pop_front() {
+            if e.class == Class::Data {
+                self.data_bytes -= e.frame.payload_len;
+                self.data_messages -= 1;
+            }
+            if !e.fixed {
+                self.count_unstarted(e.class, -1);
+            }
+            self.front_run = self.front_run.saturating_sub(1);
+            on_done(e.class);
+        }
+    }
+}
+
+/// Frames handed out for writing outside the connection (see
+/// [`Connection::lease_transmit`](super::Connection::lease_transmit)): clones
+/// of queued frames (a shared body is not copied), with the bytes of the
+/// first one that were already written skipped.
+#[derive(Debug, Default)]
+pub struct TransmitBatch {
+    frames: alloc::vec::Vec<SharedFrame>,
+    skip: usize,
+    bytes: usize,
+}
+
+impl TransmitBatch {
+    /// An empty batch.
+    pub fn new() -> TransmitBatch {
+        TransmitBatch::default()
+    }
+
+    /// Drops the frames held (keeps the allocation).
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.skip = 0;
+        self.bytes = 0;
+    }
+
+    /// True when nothing is to be written.
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Bytes to write.
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
+    /// The bytes to write, as slices in wire order.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut skip = self.skip;
+        self.frames
+            .iter()
+            .flat_map(|f| [f.inline(), &f.body[..]])
+            .filter_map(move |c| {
+                if skip >= c.len() {
+                    skip -= c.len();
+                    return None;
+                }
+                let c = &c[skip..];
+                skip = 0;
+                Some(c)
+            })
     }
 }
 
@@ -482,6 +620,89 @@ mod tests {
         out.drop_unstarted_data();
         assert_eq!((out.data_messages(), out.pending_bytes()), (1, 101));
         out.advance(101, |_| {});
+        assert!(out.is_empty());
+    }
+
+    fn batch_bytes(b: &TransmitBatch) -> Vec<u8> {
+        b.chunks().flat_map(|c| c.iter().copied()).collect()
+    }
+
+    #[test]
+    fn leased_frames_keep_their_place_and_survive_a_failure() {
+        let mut out = Outbound::default();
+        out.push_back(data(3), Class::Data);
+        out.push_back(data(4), Class::Data);
+        out.push_back(data(5), Class::Data);
+        let mut batch = TransmitBatch::new();
+        out.lease(&mut batch, 2, usize::MAX);
+        assert_eq!(batch.len(), 5 + 6);
+        assert_eq!(batch_bytes(&batch), flat(&out)[..11].to_vec());
+        // A pong queued while the lease is out goes behind the leased frames.
+        out.push_control(
+            control_frame(OpCode::Pong, b"p", None),
+            Class::AutoPong,
+            true,
+        );
+        let bytes = flat(&out);
+        assert_eq!(&bytes[11..14], &[0x8A, 0x01, b'p']);
+        assert_eq!(&bytes[14..16], &[0x82, 0x05]);
+        // A failure drops unstarted data only: the leased frames stay owed.
+        out.drop_unstarted_data();
+        assert_eq!((out.data_messages(), out.pending_bytes()), (2, 14));
+        // Partial write, then a new lease resumes at the first unwritten byte.
+        out.advance(4, |_| {});
+        out.lease(&mut batch, 8, usize::MAX);
+        assert_eq!(batch_bytes(&batch), flat(&out));
+        assert_eq!(batch.len(), 10);
+        let mut done = Vec::new();
+        out.advance(10, |c| done.push(c));
+        assert_eq!(done, [Class::Data, Class::Data, Class::AutoPong]);
+        assert!(out.is_empty());
+        assert_eq!(out.unstarted_count(Class::AutoPong), 0);
+    }
+
+    #[test]
+    fn lease_stops_at_the_byte_budget_but_takes_one_frame() {
+        let mut out = Outbound::default();
+        out.push_back(data(300), Class::Data);
+        out.push_back(data(300), Class::Data);
+        let mut batch = TransmitBatch::new();
+        out.lease(&mut batch, 64, 100);
+        assert_eq!(batch.len(), 304);
+        out.lease(&mut batch, 64, 400);
+        assert_eq!(batch.len(), 608);
+    }
+
+    #[test]
+    fn control_counters_follow_every_transition() {
+        let mut out = Outbound::default();
+        for _ in 0..1000 {
+            out.push_back(data(2), Class::Data);
+        }
+        for i in 0..MAX_PENDING_PONGS + 5 {
+            let full = out.unstarted_count(Class::AutoPong) >= MAX_PENDING_PONGS;
+            out.push_control(
+                control_frame(OpCode::Pong, &[i as u8], None),
+                Class::AutoPong,
+                full,
+            );
+        }
+        assert_eq!(out.unstarted_count(Class::AutoPong), MAX_PENDING_PONGS);
+        // The newest pong replaced the newest waiting one (RFC 6455 §5.5.3).
+        let bytes = flat(&out);
+        let last = 3 * (MAX_PENDING_PONGS - 1);
+        assert_eq!(
+            &bytes[last..last + 3],
+            &[0x8A, 0x01, (MAX_PENDING_PONGS + 4) as u8]
+        );
+        out.push_control(control_frame(OpCode::Ping, b"", None), Class::Ping, false);
+        assert!(out.has_unstarted(Class::Ping));
+        let mut batch = TransmitBatch::new();
+        out.lease(&mut batch, 10, usize::MAX);
+        assert_eq!(out.unstarted_count(Class::AutoPong), MAX_PENDING_PONGS - 10);
+        out.advance(out.pending_bytes(), |_| {});
+        assert_eq!(out.unstarted_count(Class::AutoPong), 0);
+        assert!(!out.has_unstarted(Class::Ping));
         assert!(out.is_empty());
     }
 }

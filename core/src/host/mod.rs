@@ -45,7 +45,7 @@ mod timers;
 mod tests;
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -55,7 +55,7 @@ use core::net::SocketAddr;
 use crate::config::{Config, ConfigError};
 use crate::connection::{
     AcceptOptions, Admission, Chunks, ClientError, CloseInfo, CommandError, Connection, Event,
-    HttpResponse, MessageKind, Request, Rng, SendErrorKind, SharedFrame, State,
+    HttpResponse, MessageKind, Request, Rng, SendErrorKind, SharedFrame, State, TransmitBatch,
 };
 use crate::frame::CloseCode;
 use crate::time::{Clock, Timestamp};
@@ -208,6 +208,32 @@ impl fmt::Display for AcceptError {
 
 impl core::error::Error for AcceptError {}
 
+/// Why [`Host::adopt`] refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdoptError {
+    /// This host is a client, or it is closed.
+    NotServer,
+    /// The connection is not an open server connection.
+    NotOpen,
+    /// `refuse_new_connections` is set (spec §3.5): drop the connection.
+    Refusing,
+    /// The requested id is the server's or already used by a peer.
+    IdInUse(PeerId),
+}
+
+impl fmt::Display for AdoptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdoptError::NotServer => f.write_str("not an active server"),
+            AdoptError::NotOpen => f.write_str("connection is not an open server connection"),
+            AdoptError::Refusing => f.write_str("refusing new connections"),
+            AdoptError::IdInUse(id) => write!(f, "peer id {id} is in use"),
+        }
+    }
+}
+
+impl core::error::Error for AdoptError {}
+
 /// Counters kept by a host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostStats {
@@ -258,6 +284,8 @@ enum Role {
 /// A multiplayer host, server or client. See the [module docs](self).
 pub struct Host {
     peers: BTreeMap<PeerId, Peer>,
+    /// Server: ids handed out by [`Host::reserve_id`] and not yet adopted.
+    reserved: BTreeSet<PeerId>,
     /// Server: draws peer ids.
     rng: Option<Rng>,
     admission: Admission,
@@ -353,6 +381,7 @@ impl Host {
     ) -> Host {
         Host {
             peers: BTreeMap::new(),
+            reserved: BTreeSet::new(),
             rng,
             admission,
             target: Target::Broadcast,
@@ -508,12 +537,101 @@ impl Host {
         if self.s.refuse_new_connections {
             return Err(AcceptError::Refusing);
         }
-        let peers = &self.peers;
-        let id = PeerId::random(&mut **rng, |id| peers.contains_key(&id));
+        let (peers, reserved) = (&self.peers, &self.reserved);
+        let id = PeerId::random(&mut **rng, |id| {
+            peers.contains_key(&id) || reserved.contains(&id)
+        });
         let conn = Connection::server(self.s.config.clone(), now, self.admission);
         self.peers.insert(id, Peer::new(conn, remote));
         self.s.stats.accepted += 1;
         self.after(id);
+        Ok(id)
+    }
+
+    /// Server: reserves a fresh peer id for a connection whose opening
+    /// handshake the adapter runs itself (see [`adopt`](Self::adopt)), so an
+    /// admission decision can know the id the peer will get. Release it with
+    /// [`cancel_reservation`](Self::cancel_reservation) if the peer never
+    /// arrives.
+    pub fn reserve_id(&mut self) -> Result<PeerId, AcceptError> {
+        let Some(rng) = self.rng.as_mut() else {
+            return Err(AcceptError::NotServer);
+        };
+        if self.s.status != ConnectionStatus::Connected {
+            return Err(AcceptError::NotServer);
+        }
+        let (peers, reserved) = (&self.peers, &self.reserved);
+        let id = PeerId::random(&mut **rng, |id| {
+            peers.contains_key(&id) || reserved.contains(&id)
+        });
+        self.reserved.insert(id);
+        Ok(id)
+    }
+
+    /// Forgets a reservation made by [`reserve_id`](Self::reserve_id).
+    pub fn cancel_reservation(&mut self, id: PeerId) {
+        self.reserved.remove(&id);
+    }
+
+    /// Server: takes a connection whose opening handshake ran outside the
+    /// host (the adapter's own task ran TLS, read the request and decided
+    /// on it, so none of that happens under a lock other peers share) and
+    /// makes it a connected peer: the id message is queued first (spec
+    /// §3.7) and [`HostEvent::PeerConnected`] is emitted, exactly as for a
+    /// peer that completed its handshake inside the host.
+    ///
+    /// `id`: a reserved id, an id chosen by the caller (e.g. unique across
+    /// several hosts; it must not be in use here), or `None` to draw one.
+    /// The connection must be an open server connection; its `Open` event
+    /// may or may not have been taken by the caller. While
+    /// `refuse_new_connections` is set the connection is refused, as a
+    /// handshake that completes while refusing is (spec §3.5).
+    pub fn adopt(
+        &mut self,
+        now: Timestamp,
+        conn: Connection,
+        remote: Option<SocketAddr>,
+        id: Option<PeerId>,
+    ) -> Result<PeerId, AdoptError> {
+        let _ = self.s.clock.observe(now);
+        if self.s.role != Role::Server || self.s.status != ConnectionStatus::Connected {
+            return Err(AdoptError::NotServer);
+        }
+        if conn.role() != crate::connection::Role::Server || conn.state() != State::Open {
+            return Err(AdoptError::NotOpen);
+        }
+        let id = match id {
+            Some(id) if id == PeerId::SERVER || self.peers.contains_key(&id) => {
+                return Err(AdoptError::IdInUse(id));
+            }
+            Some(id) => {
+                self.reserved.remove(&id);
+                id
+            }
+            None => {
+                let Some(rng) = self.rng.as_mut() else {
+                    return Err(AdoptError::NotServer);
+                };
+                let (peers, reserved) = (&self.peers, &self.reserved);
+                PeerId::random(&mut **rng, |id| {
+                    peers.contains_key(&id) || reserved.contains(&id)
+                })
+            }
+        };
+        if self.s.refuse_new_connections {
+            // spec §3.5: a handshake that completes while refusing is dropped.
+            self.s.stats.refused += 1;
+            return Err(AdoptError::Refusing);
+        }
+        self.s.stats.accepted += 1;
+        let mut peer = Peer::new(conn, remote);
+        // A queued `Open` event (not taken by the caller) opens it here.
+        self.s.after(id, &mut peer);
+        if peer.phase == Phase::Pending {
+            self.s.server_opened(id, &mut peer);
+            self.s.after(id, &mut peer);
+        }
+        self.peers.insert(id, peer);
         Ok(id)
     }
 
@@ -558,6 +676,27 @@ impl Host {
     /// The peer's unwritten output (see [`Connection::transmit`]).
     pub fn transmit(&self, id: PeerId) -> Option<Chunks<'_>> {
         self.peers.get(&id).map(|p| p.conn.transmit())
+    }
+
+    /// Leases the peer's output for a write outside the host's lock (see
+    /// [`Connection::lease_transmit`]); false for an unknown peer.
+    pub fn lease_transmit(
+        &mut self,
+        id: PeerId,
+        batch: &mut TransmitBatch,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> bool {
+        match self.peers.get_mut(&id) {
+            Some(p) => {
+                p.conn.lease_transmit(batch, max_frames, max_bytes);
+                true
+            }
+            None => {
+                batch.clear();
+                false
+            }
+        }
     }
 
     /// Total unwritten output bytes of a peer.

@@ -1,6 +1,7 @@
 //! Host tests: an in-memory network of one server [`Host`] and many client
 //! hosts, wired by byte pipes and stepped on a virtual clock.
 
+mod adopt;
 mod close_code;
 mod harness;
 mod lifecycle;
