@@ -228,7 +228,7 @@ async fn disallowed_origin_is_403() {
             handshake_headers: vec![format!("Origin: {o}")],
             ..Config::default()
         },
-        tls: None,
+        ..Default::default()
     };
     let r = connect_ws(&relay_srv.url("/"), with_origin("https://evil.example")).await;
     assert_eq!(http_status(r), 403);
@@ -318,6 +318,7 @@ async fn wss_with_tls_cert_and_key() {
                 .with_trusted_ca_pem(certs.ca_pem.as_bytes())
                 .unwrap(),
         ),
+        ..Default::default()
     };
     let url = format!("wss://127.0.0.1:{}/", relay_srv.addr.port());
     let mut a = Client::join_with(&url, opts.clone()).await;

@@ -298,7 +298,7 @@ pub async fn our_client(peer: Peer, case: Case) {
     }
     let options = wsmp_tokio::ClientOptions {
         config: config.clone(),
-        tls: None,
+        ..Default::default()
     };
     let mut ws = wsmp_tokio::connect(&url, options)
         .await
@@ -446,6 +446,7 @@ pub async fn our_server_once(listener: tokio::net::TcpListener, config: Config) 
             *hook_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(req.clone());
             Decision::Accept(AcceptOptions::default())
         })),
+        ..Default::default()
     };
     let (sock, _) = listener.accept().await.expect("accept");
     let mut ws = wsmp_tokio::accept(sock, options)

@@ -257,7 +257,10 @@ fn tokio_client(config: Config, messages: Vec<wsmp_tokio::Message>) -> ClientRun
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let options = wsmp_tokio::ClientOptions { config, tls: None };
+            let options = wsmp_tokio::ClientOptions {
+                config,
+                ..Default::default()
+            };
             let Ok(mut ws) = wsmp_tokio::connect(&url, options).await else {
                 return;
             };

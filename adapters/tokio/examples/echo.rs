@@ -40,7 +40,7 @@ async fn main() {
     let options = ServerOptions {
         config: config(),
         tls,
-        admission: None,
+        ..ServerOptions::default()
     };
     let mut listeners = Vec::new();
     for addr in &args.listen {

@@ -46,20 +46,24 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod engine;
 mod error;
 mod multiplayer;
-mod pump;
+pub mod rooms;
 mod tls;
-mod transport;
 mod websocket;
 
 pub use error::Error;
 pub use multiplayer::{bind, MultiplayerPeer, PeerAdmissionHook, PeerInfo};
+pub use rooms::{Admit, ConnInfo, HandshakeOutcome, Room, RoomServer, RoomServerOptions, Rooms};
 pub use tls::{
     AdmissionHook, ClientOptions, Decision, ServerOptions, TlsClientOptions, TlsError,
-    TlsServerOptions,
+    TlsServerOptions, DEFAULT_SEND_WATERMARK,
 };
 pub use websocket::{accept, connect, Message, ReadHalf, WebSocket, WriteHalf};
 pub use wsmp_core::connection::{AcceptOptions, CloseCause, CloseInfo, HttpResponse, Request};
-pub use wsmp_core::host::{ConnectionStatus, HostEvent, HostSendError, PeerId, SendReport, Target};
+pub use wsmp_core::host::{
+    ConnectionStatus, Host, HostEvent, HostSendError, PeerId, SendReport, Target,
+};
+pub use wsmp_core::Timestamp;
 pub use wsmp_core::{CloseCode, Config};

@@ -1,32 +1,32 @@
 //! The Godot-style multiplayer peer on tokio: [`MultiplayerPeer`].
 //!
-//! One [`Host`] (the sans-IO core) behind a mutex, one task per socket that
-//! pumps bytes between its socket and the host, and one timer task armed
-//! from [`Host::poll_timeout`]. Nothing polls on a fixed tick. The handshake
-//! timer of a server peer starts at TCP accept, so it covers TLS too.
+//! One core [`Host`] shared by one task per socket (the engine in
+//! `engine.rs`): TLS, the opening handshake and the admission hook run in the
+//! socket's own task with no lock held; the host's lock is taken only for
+//! the short exchange of plaintext, and one timer task runs the host's
+//! deadlines. Nothing polls on a fixed tick. The handshake timer of a server
+//! peer starts at TCP accept, so it covers TLS too.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use wsmp_core::connection::Request;
-use wsmp_core::connection::{Admission, CloseInfo, HttpResponse, State};
+use wsmp_core::connection::{
+    AcceptOptions, Admission, CloseInfo, Connection, HttpResponse, Request, State,
+};
 use wsmp_core::host::{
     ConnectionStatus, Host, HostEvent, HostSendError, PeerId, SendReport, Target,
 };
 use wsmp_core::{CloseCode, Config, Timestamp};
+use wsmp_io::Driver;
 
+use crate::engine::{self, Acceptor, Clock, ConnInfo, HostCell, Logic, PeerSlot, ServerCore};
 use crate::error::Error;
-use crate::pump::{HostPeer, Io};
-use crate::tls::{
-    client_tls, server_tls, AdmissionHook, Decision, TlsClientOptions, TlsServerOptions,
-};
-use crate::transport::Tls;
+use crate::tls::{client_tls, AdmissionHook, Decision, TlsClientOptions, TlsServerOptions};
 
 /// What `get_peer(id)` reports about one connected peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,89 +41,79 @@ pub struct PeerInfo {
     pub address: Option<SocketAddr>,
 }
 
-struct PeerHandle {
-    wake: Notify,
-    task: Mutex<Option<JoinHandle<()>>>,
-}
-
 /// An admission hook that also learns the pending peer's id (the id the peer
 /// gets in `PeerConnected` if accepted), so an application can remember what
 /// it decided for that peer: see [`MultiplayerPeer::set_peer_admission_hook`].
 pub type PeerAdmissionHook = Arc<dyn Fn(PeerId, &Request) -> Decision + Send + Sync>;
 
-struct MpState {
-    host: Host,
-    peers: HashMap<PeerId, Arc<PeerHandle>>,
-    /// Remote IP of peers accepted while `max_pending_per_ip` is set; pruned
-    /// of finished handshakes at each accept.
-    pending_ips: HashMap<PeerId, IpAddr>,
-    /// Deadline the timer task is sleeping towards.
-    armed: Option<Timestamp>,
+/// The peer's logic on its host: wake the application when events wait.
+struct AppLogic {
+    events: Arc<Notify>,
 }
 
-struct Shared {
-    state: Mutex<MpState>,
-    epoch: Instant,
-    events: Notify,
-    timer: Notify,
-    accept_resume: Notify,
-    admission: Option<PeerAdmissionHook>,
-    tls_server: Option<TlsServerOptions>,
-    max_pending_per_ip: Option<usize>,
-}
-
-impl Shared {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_duration(self.epoch.elapsed())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, MpState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// After any host operation: answer admission requests, wake the tasks
-    /// of peers with new output, the application, and the timer.
-    fn dispatch(&self, st: &mut MpState, except: Option<PeerId>) {
-        let now = self.now();
-        // A peer whose request is answered here has new output even when it
-        // is `except` (its own task computed what to wait for before this
-        // answer existed): it is always woken.
-        let mut answered = None;
-        while let Some(HostEvent::Request { peer, request }) = st.host.poll_request() {
-            if Some(peer) == except {
-                answered = except;
-            }
-            let decision = match &self.admission {
-                Some(hook) => hook(peer, &request),
-                None => Decision::Accept(Default::default()),
-            };
-            let result = match decision {
-                Decision::Accept(opts) => st.host.accept_request(now, peer, opts),
-                Decision::Respond(resp) => st.host.respond(now, peer, resp),
-            };
-            if let Err(e) = result {
-                tracing::warn!(%peer, error = %e, "admission decision failed; answering 500");
-                let _ = st
-                    .host
-                    .respond(now, peer, HttpResponse::text(500, "internal error\n"));
-            }
-        }
-        while let Some(id) = st.host.poll_dirty() {
-            if Some(id) != except || answered == Some(id) {
-                if let Some(h) = st.peers.get(&id) {
-                    h.wake.notify_one();
-                }
-            }
-        }
-        if st.host.has_events() {
+impl Logic for AppLogic {
+    fn settle(&mut self, host: &mut Host, _now: Timestamp) {
+        if host.has_events() {
             self.events.notify_one();
         }
-        let deadline = st.host.poll_timeout();
-        if deadline.is_some() && (st.armed.is_none() || deadline < st.armed) {
-            st.armed = deadline;
-            self.timer.notify_one();
+    }
+}
+
+type Cell = Arc<HostCell<AppLogic>>;
+
+/// The server side: admission and joining the one host.
+struct Server {
+    core: ServerCore,
+    cell: Cell,
+    admission: Option<PeerAdmissionHook>,
+}
+
+impl Acceptor for Server {
+    type Logic = AppLogic;
+    type Join = ();
+
+    fn core(&self) -> &ServerCore {
+        &self.core
+    }
+
+    fn admit(
+        &self,
+        info: &ConnInfo,
+        request: &Request,
+    ) -> Result<((), AcceptOptions), HttpResponse> {
+        match &self.admission {
+            Some(hook) => match hook(info.id, request) {
+                Decision::Accept(options) => Ok(((), options)),
+                Decision::Respond(response) => Err(response),
+            },
+            // As the core's automatic admission: upgrades in, anything else 400.
+            None if request.is_upgrade => Ok(((), AcceptOptions::default())),
+            None => Err(HttpResponse::text(400, "WebSocket upgrade expected\n")),
         }
     }
+
+    fn join(&self, _: (), conn: Connection, info: &ConnInfo, slot: &Arc<PeerSlot>) -> Option<Cell> {
+        let joined = self.cell.with(None, |st, now| {
+            match st.host.adopt(now, conn, Some(info.remote), Some(info.id)) {
+                Ok(id) => {
+                    st.slots.insert(id, slot.clone());
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %info.id, error = %e, "connection not adopted");
+                    false
+                }
+            }
+        });
+        joined.then(|| self.cell.clone())
+    }
+}
+
+/// A running server or client.
+struct Running {
+    cell: Cell,
+    events: Arc<Notify>,
+    server: Option<Arc<Server>>,
 }
 
 /// A WebSocket multiplayer peer with the engine's API and defaults
@@ -147,7 +137,7 @@ pub struct MultiplayerPeer {
     pub config: Config,
     admission: Option<PeerAdmissionHook>,
     max_pending_per_ip: Option<usize>,
-    shared: Option<Arc<Shared>>,
+    running: Option<Running>,
     tasks: Vec<JoinHandle<()>>,
     local_addrs: Vec<SocketAddr>,
 }
@@ -221,7 +211,7 @@ impl MultiplayerPeer {
             config: Config::default(),
             admission: None,
             max_pending_per_ip: None,
-            shared: None,
+            running: None,
             tasks: Vec::new(),
             local_addrs: Vec::new(),
         }
@@ -236,8 +226,8 @@ impl MultiplayerPeer {
 
     /// Like [`set_admission_hook`](Self::set_admission_hook), but the hook
     /// also gets the pending peer's id: the id of its `PeerConnected` event
-    /// if the hook accepts. It runs synchronously inside the adapter, with the
-    /// host locked: keep it fast and never call back into this peer from it.
+    /// if the hook accepts. It runs in the connection's own task with no lock
+    /// held (it may take its own locks; it must not block for long).
     pub fn set_peer_admission_hook(&mut self, hook: PeerAdmissionHook) {
         self.admission = Some(hook);
     }
@@ -268,42 +258,39 @@ impl MultiplayerPeer {
         self.create_server_on(vec![listener], tls)
     }
 
+    fn in_use(&self) -> bool {
+        self.running.as_ref().is_some_and(|r| {
+            r.cell.lock().host.connection_status() != ConnectionStatus::Disconnected
+        })
+    }
+
     /// Like [`create_server`](Self::create_server) on listeners bound by the caller.
     pub fn create_server_on(
         &mut self,
         listeners: Vec<TcpListener>,
         tls: Option<TlsServerOptions>,
     ) -> Result<(), Error> {
-        if self
-            .shared
-            .as_ref()
-            .is_some_and(|s| s.lock().host.connection_status() != ConnectionStatus::Disconnected)
-        {
+        if self.in_use() {
             return Err(Error::Command(
                 wsmp_core::connection::CommandError::InvalidState,
             ));
         }
-        let admission = if self.admission.is_some() {
-            Admission::Manual
-        } else {
-            Admission::Automatic
-        };
-        let host = Host::server(self.config.clone(), admission, os_rng())
+        self.close();
+        let host = Host::server(self.config.clone(), Admission::Automatic, os_rng())
             .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Config(e)))?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(MpState {
-                host,
-                peers: HashMap::new(),
-                pending_ips: HashMap::new(),
-                armed: None,
-            }),
-            epoch: Instant::now(),
-            events: Notify::new(),
-            timer: Notify::new(),
-            accept_resume: Notify::new(),
+        let core = ServerCore::new(self.config.clone(), tls, self.max_pending_per_ip);
+        let events = Arc::new(Notify::new());
+        let cell = HostCell::new(
+            host,
+            AppLogic {
+                events: events.clone(),
+            },
+            core.clock,
+        );
+        let server = Arc::new(Server {
+            core,
+            cell: cell.clone(),
             admission: self.admission.clone(),
-            tls_server: tls,
-            max_pending_per_ip: self.max_pending_per_ip,
         });
         self.local_addrs = listeners
             .iter()
@@ -311,11 +298,16 @@ impl MultiplayerPeer {
             .collect();
         for listener in listeners {
             self.tasks
-                .push(tokio::spawn(accept_loop(shared.clone(), listener)));
+                .push(tokio::spawn(engine::accept_loop(server.clone(), listener)));
         }
-        self.tasks.push(tokio::spawn(timer_loop(shared.clone())));
+        self.tasks
+            .push(tokio::spawn(engine::timer_loop(cell.clone())));
         tracing::info!(addrs = ?self.local_addrs, "multiplayer server listening");
-        self.shared = Some(shared);
+        self.running = Some(Running {
+            cell,
+            events,
+            server: Some(server),
+        });
         Ok(())
     }
 
@@ -326,97 +318,95 @@ impl MultiplayerPeer {
         url: &str,
         tls: Option<TlsClientOptions>,
     ) -> Result<(), Error> {
+        if self.in_use() {
+            return Err(Error::Command(
+                wsmp_core::connection::CommandError::InvalidState,
+            ));
+        }
+        self.close();
         let parsed = wsmp_core::handshake::WsUrl::parse(url)
             .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Url(e)))?;
-        let epoch = Instant::now();
+        let clock = Clock(std::time::Instant::now());
         let host = Host::client(self.config.clone(), url, Timestamp::ZERO, os_rng())
             .map_err(Error::Client)?;
         let tls = if parsed.secure {
-            client_tls(tls.as_ref(), parsed.host)?
+            Some(client_tls(tls.as_ref(), parsed.host)?)
         } else {
-            Tls::None
+            None
         };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(MpState {
-                host,
-                peers: HashMap::new(),
-                pending_ips: HashMap::new(),
-                armed: None,
-            }),
-            epoch,
-            events: Notify::new(),
-            timer: Notify::new(),
-            accept_resume: Notify::new(),
-            admission: None,
-            tls_server: None,
-            max_pending_per_ip: None,
-        });
-        let handle = Arc::new(PeerHandle {
-            wake: Notify::new(),
-            task: Mutex::new(None),
-        });
-        shared.lock().peers.insert(PeerId::SERVER, handle.clone());
+        let events = Arc::new(Notify::new());
+        let cell = HostCell::new(
+            host,
+            AppLogic {
+                events: events.clone(),
+            },
+            clock,
+        );
+        let slot = Arc::new(PeerSlot::default());
+        cell.lock().slots.insert(PeerId::SERVER, slot.clone());
         let (host_name, port) = (parsed.host.to_owned(), parsed.port);
-        let s2 = shared.clone();
-        let task = tokio::spawn(async move {
+        let linger = self.config.close_timeout;
+        let task_cell = cell.clone();
+        self.tasks.push(tokio::spawn(async move {
             match crate::websocket::tcp_connect(&host_name, port).await {
-                Ok(sock) => peer_loop(s2, PeerId::SERVER, sock, tls, handle).await,
+                Ok(sock) => {
+                    let driver = Driver::new(tls, linger);
+                    engine::run_peer(task_cell, PeerId::SERVER, sock, driver, slot).await;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "connect failed");
-                    let mut st = s2.lock();
-                    let now = s2.now();
-                    let _ = st.host.handle_eof(now, PeerId::SERVER);
-                    st.host.release(now, PeerId::SERVER);
-                    st.peers.remove(&PeerId::SERVER);
-                    s2.dispatch(&mut st, None);
+                    task_cell.with(None, |st, now| {
+                        let _ = st.host.handle_eof(now, PeerId::SERVER);
+                        st.host.release(now, PeerId::SERVER);
+                        st.slots.remove(&PeerId::SERVER);
+                    });
                 }
             }
+        }));
+        self.tasks
+            .push(tokio::spawn(engine::timer_loop(cell.clone())));
+        self.running = Some(Running {
+            cell,
+            events,
+            server: None,
         });
-        self.tasks.push(task);
-        self.tasks.push(tokio::spawn(timer_loop(shared.clone())));
-        self.shared = Some(shared);
         Ok(())
     }
 
     fn with_host<T>(&self, f: impl FnOnce(&mut Host, Timestamp) -> T) -> Option<T> {
-        let shared = self.shared.as_ref()?;
-        let mut st = shared.lock();
-        let now = shared.now();
-        let r = f(&mut st.host, now);
-        shared.dispatch(&mut st, None);
-        Some(r)
+        let running = self.running.as_ref()?;
+        Some(running.cell.with(None, |st, now| f(&mut st.host, now)))
     }
 
     /// The next event (connects, disconnects, packets), waiting for one.
     /// `None` when the peer is disconnected and nothing is left to read.
     pub async fn next_event(&mut self) -> Option<HostEvent> {
-        let shared = self.shared.clone()?;
+        let running = self.running.as_ref()?;
+        let (cell, events) = (running.cell.clone(), running.events.clone());
         loop {
-            {
-                let mut st = shared.lock();
-                if let Some(e) = st.host.poll_event() {
-                    // Taking a packet may let its sender be read again: the
-                    // host names it in `poll_dirty`, dispatch wakes its task.
-                    shared.dispatch(&mut st, None);
-                    return Some(e);
-                }
-                if st.host.connection_status() == ConnectionStatus::Disconnected
-                    && st.peers.is_empty()
-                {
-                    return None;
-                }
+            let notified = events.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (event, finished) = cell.with(None, |st, _| {
+                let event = st.host.poll_event();
+                let finished = event.is_none()
+                    && st.host.connection_status() == ConnectionStatus::Disconnected
+                    && st.slots.is_empty();
+                (event, finished)
+            });
+            if event.is_some() {
+                return event;
             }
-            shared.events.notified().await;
+            if finished || cell.is_closed() {
+                return None;
+            }
+            notified.await;
         }
     }
 
     /// The next event if one is waiting (never waits).
     pub fn try_event(&mut self) -> Option<HostEvent> {
-        let shared = self.shared.as_ref()?;
-        let mut st = shared.lock();
-        let event = st.host.poll_event();
-        shared.dispatch(&mut st, None);
-        event
+        self.with_host(|h, _| h.poll_event()).flatten()
     }
 
     /// The next connect/disconnect event, leaving packets for `get_packet`.
@@ -427,10 +417,13 @@ impl MultiplayerPeer {
     /// Sends one binary packet to `target` (spec §3.8); full queues return
     /// the payload.
     pub fn send(&self, target: Target, data: Bytes) -> Result<SendReport, HostSendError> {
-        match self.with_host(|h, now| h.send(now, target, data.clone())) {
+        let running = match &self.running {
             Some(r) => r,
-            None => Err(HostSendError::NotConnected(data)),
-        }
+            None => return Err(HostSendError::NotConnected(data)),
+        };
+        running
+            .cell
+            .with(None, |st, now| st.host.send(now, target, data))
     }
 
     /// `set_target_peer(id)`.
@@ -440,19 +433,18 @@ impl MultiplayerPeer {
 
     /// `put_packet(bytes)` to the current target.
     pub fn put_packet(&self, data: Bytes) -> Result<SendReport, HostSendError> {
-        match self.with_host(|h, now| h.put_packet(now, data.clone())) {
+        let running = match &self.running {
             Some(r) => r,
-            None => Err(HostSendError::NotConnected(data)),
-        }
+            None => return Err(HostSendError::NotConnected(data)),
+        };
+        running
+            .cell
+            .with(None, |st, now| st.host.put_packet(now, data))
     }
 
     /// `get_packet()`.
     pub fn get_packet(&mut self) -> Option<(PeerId, Bytes)> {
-        let shared = self.shared.as_ref()?;
-        let mut st = shared.lock();
-        let packet = st.host.get_packet();
-        shared.dispatch(&mut st, None);
-        packet
+        self.with_host(|h, _| h.get_packet()).flatten()
     }
 
     /// `get_packet_peer()`.
@@ -477,23 +469,12 @@ impl MultiplayerPeer {
             .unwrap_or(ConnectionStatus::Disconnected)
     }
 
-    /// `disconnect_peer(id, force)` (spec §3.9).
+    /// `disconnect_peer(id, force)` (spec §3.9). With `force` the socket is
+    /// dropped at once (no close frame).
     pub fn disconnect_peer(&mut self, id: PeerId, force: bool) -> Result<(), Error> {
-        let shared = self.shared.clone().ok_or(Error::Closed)?;
-        let mut st = shared.lock();
-        let now = shared.now();
-        st.host
-            .disconnect_peer(now, id, force)
-            .map_err(|_| Error::Command(wsmp_core::connection::CommandError::InvalidState))?;
-        if force {
-            // The engine closes the socket at once: end the peer's task.
-            if let Some(h) = st.peers.remove(&id) {
-                abort_task(&h);
-            }
-            st.host.release(now, id);
-        }
-        shared.dispatch(&mut st, None);
-        Ok(())
+        self.with_host(|h, now| h.disconnect_peer(now, id, force))
+            .ok_or(Error::Closed)?
+            .map_err(|_| Error::Command(wsmp_core::connection::CommandError::InvalidState))
     }
 
     /// Closes a connected peer with a close frame carrying `code` and
@@ -506,14 +487,9 @@ impl MultiplayerPeer {
         code: CloseCode,
         reason: &str,
     ) -> Result<(), Error> {
-        let shared = self.shared.clone().ok_or(Error::Closed)?;
-        let mut st = shared.lock();
-        let now = shared.now();
-        st.host
-            .disconnect_peer_with(now, id, code, reason)
-            .map_err(|_| Error::Command(wsmp_core::connection::CommandError::InvalidState))?;
-        shared.dispatch(&mut st, None);
-        Ok(())
+        self.with_host(|h, now| h.disconnect_peer_with(now, id, code, reason))
+            .ok_or(Error::Closed)?
+            .map_err(|_| Error::Command(wsmp_core::connection::CommandError::InvalidState))
     }
 
     /// `refuse_new_connections` (get).
@@ -522,12 +498,16 @@ impl MultiplayerPeer {
             .unwrap_or(false)
     }
 
-    /// `refuse_new_connections` (set): stop accepting TCP connections.
+    /// `refuse_new_connections` (set): stop accepting TCP connections (they
+    /// wait in the backlog, spec §3.5); a handshake completing meanwhile is
+    /// dropped.
     pub fn set_refuse_new_connections(&mut self, refuse: bool) {
-        if let Some(shared) = &self.shared {
-            shared.lock().host.set_refuse_new_connections(refuse);
-            if !refuse {
-                shared.accept_resume.notify_waiters();
+        if let Some(running) = &self.running {
+            running
+                .cell
+                .with(None, |st, _| st.host.set_refuse_new_connections(refuse));
+            if let Some(server) = &running.server {
+                server.core.set_refusing(refuse);
             }
         }
     }
@@ -566,12 +546,12 @@ impl MultiplayerPeer {
     /// `close()` with the engine's meaning: every socket dropped at once
     /// (no close frames), listeners stopped, queues freed, no events.
     pub fn close(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            let mut st = shared.lock();
-            st.host.close();
-            for (_, h) in st.peers.drain() {
-                abort_task(&h);
+        if let Some(running) = self.running.take() {
+            if let Some(server) = &running.server {
+                server.core.stop();
             }
+            running.cell.with(None, |st, _| st.host.close());
+            running.cell.close();
         }
         for t in self.tasks.drain(..) {
             t.abort();
@@ -583,22 +563,13 @@ impl MultiplayerPeer {
     /// wait until every connection finished its closing handshake or
     /// `timeout` passed, then [`close`](Self::close).
     pub async fn shutdown(&mut self, timeout: Duration) {
-        if let Some(shared) = self.shared.clone() {
-            {
-                let mut st = shared.lock();
-                let now = shared.now();
-                st.host.shutdown(now);
-                shared.dispatch(&mut st, None);
+        if let Some(running) = &self.running {
+            if let Some(server) = &running.server {
+                server.core.stop();
             }
-            for t in &self.tasks {
-                // Listeners stop accepting; peer tasks keep running.
-                let _ = t;
-            }
+            running.cell.with(None, |st, now| st.host.shutdown(now));
             let deadline = tokio::time::Instant::now() + timeout;
-            loop {
-                if shared.lock().peers.is_empty() || tokio::time::Instant::now() >= deadline {
-                    break;
-                }
+            while !running.cell.lock().slots.is_empty() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -609,168 +580,5 @@ impl MultiplayerPeer {
 impl Drop for MultiplayerPeer {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-fn abort_task(h: &PeerHandle) {
-    if let Some(t) = h.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        t.abort();
-    }
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
-    loop {
-        // spec §3.5: while refusing, connections are not accepted at all.
-        wait_while_refusing(&shared).await;
-        let (sock, addr) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Refusal may have started while we were waiting in accept(): the
-        // socket is ours now, so hold it untouched (no handshake clock, no
-        // answer) as if it were still in the backlog, instead of dropping a
-        // connection the engine would have left waiting (spec §3.5).
-        wait_while_refusing(&shared).await;
-        let _ = sock.set_nodelay(true);
-        let tls = match &shared.tls_server {
-            Some(opts) => match server_tls(opts) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS session setup failed");
-                    continue;
-                }
-            },
-            None => Tls::None,
-        };
-        let handle = Arc::new(PeerHandle {
-            wake: Notify::new(),
-            task: Mutex::new(None),
-        });
-        let id = {
-            let mut st = shared.lock();
-            let now = shared.now();
-            if let Some(limit) = shared.max_pending_per_ip {
-                let MpState {
-                    host, pending_ips, ..
-                } = &mut *st;
-                pending_ips.retain(|id, _| {
-                    host.connection(*id)
-                        .is_some_and(|c| c.state() == State::Connecting)
-                });
-                let pending = pending_ips.values().filter(|ip| **ip == addr.ip()).count();
-                if pending >= limit {
-                    tracing::debug!(%addr, pending, "too many unfinished handshakes from this address; closing");
-                    continue;
-                }
-            }
-            match st.host.accept(now, Some(addr)) {
-                Ok(id) => {
-                    if shared.max_pending_per_ip.is_some() {
-                        st.pending_ips.insert(id, addr.ip());
-                    }
-                    st.peers.insert(id, handle.clone());
-                    shared.dispatch(&mut st, None);
-                    id
-                }
-                Err(_) => continue,
-            }
-        };
-        tracing::debug!(peer = %id, %addr, "accepted");
-        let task = tokio::spawn(peer_loop(shared.clone(), id, sock, tls, handle.clone()));
-        *handle.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
-    }
-}
-
-/// Returns once `refuse_new_connections` is off.
-async fn wait_while_refusing(shared: &Shared) {
-    loop {
-        let resume = shared.accept_resume.notified();
-        if !shared.lock().host.refuse_new_connections() {
-            return;
-        }
-        resume.await;
-    }
-}
-
-async fn peer_loop(
-    shared: Arc<Shared>,
-    id: PeerId,
-    sock: TcpStream,
-    tls: Tls,
-    handle: Arc<PeerHandle>,
-) {
-    let mut io = Io::new(tls);
-    loop {
-        let want = {
-            let mut st = shared.lock();
-            let now = shared.now();
-            let result = io.pump(
-                &sock,
-                &mut HostPeer {
-                    host: &mut st.host,
-                    id,
-                },
-                now,
-            );
-            let want = match result {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::debug!(peer = %id, error = %e, "peer i/o error");
-                    crate::pump::Want::DONE
-                }
-            };
-            if want.done {
-                st.host.release(now, id);
-                st.peers.remove(&id);
-            } else if !want.read && !io.is_eof() && st.host.can_read(id) {
-                // Reading stopped at a limit that moving events to the host
-                // already lifted: pump again at once. (A peer stopped at the
-                // host's unread limit is named by `Host::poll_dirty` once the
-                // application takes one of its packets; dispatch wakes it.)
-                handle.wake.notify_one();
-            }
-            shared.dispatch(&mut st, Some(id));
-            want
-        };
-        if want.done {
-            tracing::debug!(peer = %id, "socket closed");
-            return;
-        }
-        tokio::select! {
-            r = sock.readable(), if want.read => { let _ = r; }
-            r = sock.writable(), if want.write => { let _ = r; }
-            () = handle.wake.notified() => {}
-        }
-    }
-}
-
-async fn timer_loop(shared: Arc<Shared>) {
-    loop {
-        let deadline = {
-            let mut st = shared.lock();
-            let d = st.host.poll_timeout();
-            st.armed = d;
-            d
-        };
-        let sleep = async {
-            match deadline {
-                Some(t) => tokio::time::sleep_until((shared.epoch + t.as_duration()).into()).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            () = sleep => {
-                let mut st = shared.lock();
-                let now = shared.now();
-                st.host.handle_timeout(now);
-                st.armed = None;
-                shared.dispatch(&mut st, None);
-            }
-            () = shared.timer.notified() => {}
-        }
     }
 }

@@ -32,10 +32,11 @@ use wsmp_core::connection::{
 };
 use wsmp_core::{CloseCode, Timestamp};
 
+use wsmp_io::{Driver, Want};
+
+use crate::engine::{self, Clock};
 use crate::error::Error;
-use crate::pump::{Io, Want};
-use crate::tls::{client_tls, server_tls, AdmissionHook, ClientOptions, Decision, ServerOptions};
-use crate::transport::Tls;
+use crate::tls::{client_tls, server_tls, ClientOptions, Decision, ServerOptions};
 
 /// A WebSocket message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,14 +111,17 @@ impl From<Vec<u8>> for Message {
 
 struct State {
     conn: Connection,
-    io: Io,
+    driver: Driver,
     error: Option<io::Error>,
 }
 
 pub(crate) struct Shared {
     sock: TcpStream,
     state: Mutex<State>,
-    epoch: Instant,
+    clock: Clock,
+    /// `send` / `feed` wait while more than this many payload bytes are
+    /// queued for the socket.
+    watermark: usize,
 }
 
 /// Takes the next message, skipping other events (close details stay
@@ -133,7 +137,7 @@ fn next_message(conn: &mut Connection) -> Option<Message> {
 
 impl Shared {
     fn now(&self) -> Timestamp {
-        Timestamp::from_duration(self.epoch.elapsed())
+        self.clock.now()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -143,62 +147,67 @@ impl Shared {
     /// One non-blocking step (timers, writes, reads); returns what to wait for.
     fn step(&self, st: &mut State) -> Want {
         let now = self.now();
-        if st.conn.poll_timeout().is_some_and(|t| t <= now) {
-            st.conn.handle_timeout(now);
+        let State {
+            conn,
+            driver,
+            error,
+        } = st;
+        let want = driver.step(&self.sock, conn, now);
+        if let Some(e) = driver.take_error() {
+            tracing::debug!(error = %e, "websocket i/o error");
+            error.get_or_insert(e);
         }
-        let State { conn, io, error } = st;
-        match io.pump(&self.sock, conn, now) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::debug!(error = %e, "websocket i/o error");
-                error.get_or_insert(e);
-                Want::DONE
-            }
-        }
+        want
     }
 
-    /// Waits for what `want` asks, or the connection's next deadline.
-    async fn wait(&self, want: Want, deadline: Option<Timestamp>) {
-        let sleep = async {
-            match deadline {
-                Some(t) => tokio::time::sleep_until((self.epoch + t.as_duration()).into()).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
+    /// Writes what is queued without reading (a sender waiting for room).
+    fn flush_step(&self, st: &mut State) -> Want {
+        let now = self.now();
+        let State {
+            conn,
+            driver,
+            error,
+        } = st;
+        let want = driver.flush(&self.sock, conn, now);
+        if let Some(e) = driver.take_error() {
+            error.get_or_insert(e);
+        }
+        want
+    }
+
+    /// Waits for what `want` asks, or its deadline.
+    async fn wait(&self, want: Want) {
+        if want.again {
+            tokio::task::yield_now().await;
+            return;
+        }
         tokio::select! {
             r = self.sock.readable(), if want.read => { let _ = r; }
             r = self.sock.writable(), if want.write => { let _ = r; }
-            () = sleep => {}
+            () = engine::sleep_until(self.clock, want.deadline) => {}
         }
     }
 
     async fn recv(&self) -> Option<Message> {
         loop {
-            let (want, deadline) = {
+            let want = {
                 let mut st = self.lock();
-                loop {
-                    if let Some(m) = next_message(&mut st.conn) {
-                        return Some(m);
-                    }
-                    let want = self.step(&mut st);
-                    if let Some(m) = next_message(&mut st.conn) {
-                        return Some(m);
-                    }
-                    if want.done {
-                        return None;
-                    }
-                    // Taking events (a pong, say) may have made room for input
-                    // held back by backpressure: feed it before waiting.
-                    if st.io.has_leftover() && st.conn.can_read() {
-                        continue;
-                    }
-                    break (want, st.conn.poll_timeout());
+                if let Some(m) = next_message(&mut st.conn) {
+                    return Some(m);
                 }
+                let want = self.step(&mut st);
+                if let Some(m) = next_message(&mut st.conn) {
+                    return Some(m);
+                }
+                if want.done {
+                    return None;
+                }
+                want
             };
-            if !want.read && !want.write && deadline.is_none() {
+            if !want.read && !want.write && !want.again && want.deadline.is_none() {
                 return None;
             }
-            self.wait(want, deadline).await;
+            self.wait(want).await;
         }
     }
 
@@ -218,27 +227,39 @@ impl Shared {
         self.flush().await
     }
 
-    /// Queues one message, waiting for room while the queue is full.
+    /// Queues one message, first waiting while more than the watermark is
+    /// queued for the socket (or the queue is full). Waiting writes but does
+    /// not read: a peer that does not read holds this sender back, and its
+    /// input waits in the kernel (backpressure), so an echo of a stalled
+    /// reader holds about one message, not the whole outbound budget.
     async fn queue(&self, message: Message) -> Result<(), Error> {
         let (kind, mut payload) = message.into_parts();
         loop {
-            {
+            let want = {
                 let mut st = self.lock();
-                match st.conn.send(self.now(), kind, payload) {
-                    Ok(()) => break,
-                    Err(e) if e.kind == SendErrorKind::QueueFull => {
+                if st.conn.buffered_amount() <= self.watermark {
+                    match st.conn.send(self.now(), kind, payload) {
+                        Ok(()) => return Ok(()),
                         // Wait for room (the caller's payload is kept, nothing queued).
-                        payload = e.payload;
-                        if self.step(&mut st).done {
-                            return Err(self.failure(&mut st));
-                        }
+                        Err(e) if e.kind == SendErrorKind::QueueFull => payload = e.payload,
+                        Err(e) => return Err(Error::Send(e.kind)),
                     }
-                    Err(e) => return Err(Error::Send(e.kind)),
                 }
-            }
-            self.wait(Want::WRITE, None).await;
+                let want = self.flush_step(&mut st);
+                if want.done {
+                    return Err(self.failure(&mut st));
+                }
+                if st.conn.buffered_amount() <= self.watermark {
+                    continue;
+                }
+                want
+            };
+            self.wait(Want {
+                read: false,
+                ..want
+            })
+            .await;
         }
-        Ok(())
     }
 
     fn failure(&self, st: &mut State) -> Error {
@@ -247,17 +268,22 @@ impl Shared {
 
     async fn flush(&self) -> Result<(), Error> {
         loop {
-            {
+            let want = {
                 let mut st = self.lock();
-                let want = self.step(&mut st);
+                let want = self.flush_step(&mut st);
                 if st.error.is_some() {
                     return Err(self.failure(&mut st));
                 }
-                if !want.write {
+                if !want.write || want.done {
                     return Ok(());
                 }
-            }
-            self.wait(Want::WRITE, None).await;
+                want
+            };
+            self.wait(Want {
+                read: false,
+                ..want
+            })
+            .await;
         }
     }
 
@@ -273,62 +299,66 @@ impl Shared {
         Ok(self.lock().conn.close_info().cloned())
     }
 
-    /// Drives the opening handshake to OPEN.
-    async fn handshake(&self, hook: Option<&AdmissionHook>) -> Result<(), Error> {
-        loop {
-            let (want, deadline) = {
-                let mut st = self.lock();
-                let want = self.step(&mut st);
-                loop {
-                    // Peek: only handshake events are consumed here.
-                    if st.conn.state() != wsmp_core::connection::State::Connecting {
-                        // Opened (possibly closed again already, e.g. a server
-                        // that answers 101 and closes at once): the Open event
-                        // comes before any message, so taking events up to it
-                        // loses nothing.
-                        while let Some(event) = st.conn.poll_event() {
-                            if let Event::Open { .. } = event {
-                                return Ok(());
-                            }
-                        }
-                        let info = st.conn.close_info().cloned();
-                        return Err(match (info, st.error.take()) {
-                            (_, Some(e)) => Error::Io(e),
-                            (Some(info), None) => Error::Handshake(info),
-                            (None, None) => Error::Closed,
-                        });
-                    }
-                    match st.conn.poll_event() {
-                        Some(Event::Request(request)) => {
-                            let now = self.now();
-                            let decision = match hook {
-                                Some(hook) => hook(&request),
-                                None => Decision::Accept(AcceptOptions::default()),
-                            };
-                            let result = match decision {
-                                Decision::Accept(opts) => st.conn.accept(now, opts),
-                                Decision::Respond(resp) => st.conn.respond(now, resp),
-                            };
-                            if let Err(e) = result {
-                                let _ = st
-                                    .conn
-                                    .respond(now, HttpResponse::text(500, "internal error\n"));
-                                tracing::warn!(error = %e, "admission decision could not be applied");
-                            }
-                            let _ = self.step(&mut st);
-                        }
-                        Some(_) => {}
-                        None => break,
-                    }
+    /// Drives the opening handshake to OPEN (the admission `hook` decides
+    /// on a server's request).
+    async fn handshake(&self, hook: Option<&crate::tls::AdmissionHook>) -> Result<(), Error> {
+        // The connection is owned by this task until it is open: move it out
+        // of the mutex for the handshake (nobody else can reach it yet).
+        let (mut conn, mut driver) = {
+            let mut st = self.lock();
+            let conn = std::mem::replace(&mut st.conn, placeholder());
+            let driver = std::mem::replace(&mut st.driver, Driver::new(None, Default::default()));
+            (conn, driver)
+        };
+        let opened = engine::handshake(
+            &self.sock,
+            &mut driver,
+            &mut conn,
+            self.clock,
+            |conn, request, now| {
+                let decision = match hook {
+                    Some(hook) => hook(&request),
+                    None => Decision::Accept(AcceptOptions::default()),
+                };
+                let result = match decision {
+                    Decision::Accept(opts) => conn.accept(now, opts),
+                    Decision::Respond(resp) => conn.respond(now, resp),
+                };
+                if let Err(e) = result {
+                    let _ = conn.respond(now, HttpResponse::text(500, "internal error\n"));
+                    tracing::warn!(error = %e, "admission decision could not be applied");
                 }
-                if want.done {
-                    continue;
-                }
-                (want, st.conn.poll_timeout())
-            };
-            self.wait(want, deadline).await;
+            },
+        )
+        .await;
+        if opened {
+            // Write the 101 now: the caller may drop the connection at once.
+            let _ = driver.flush(&self.sock, &mut conn, self.now());
         }
+        let error = driver.take_error();
+        let info = conn.close_info().cloned();
+        let mut st = self.lock();
+        st.conn = conn;
+        st.driver = driver;
+        if opened {
+            st.error = error;
+            return Ok(());
+        }
+        Err(match (info, error) {
+            (_, Some(e)) => Error::Io(e),
+            (Some(info), None) => Error::Handshake(info),
+            (None, None) => Error::Closed,
+        })
     }
+}
+
+/// A stand-in connection while the real one is out of the mutex.
+fn placeholder() -> Connection {
+    Connection::server(
+        Arc::new(wsmp_core::Config::default()),
+        Timestamp::ZERO,
+        Admission::Automatic,
+    )
 }
 
 /// A WebSocket connection (client or server).
@@ -361,16 +391,24 @@ pub struct WriteHalf {
 }
 
 impl WebSocket {
-    fn new(sock: TcpStream, conn: Connection, tls: Tls, epoch: Instant) -> WebSocket {
+    fn new(
+        sock: TcpStream,
+        conn: Connection,
+        tls: Option<Box<rustls::Connection>>,
+        clock: Clock,
+        watermark: usize,
+    ) -> WebSocket {
+        let linger = conn.config().close_timeout;
         WebSocket {
             shared: Arc::new(Shared {
                 sock,
                 state: Mutex::new(State {
                     conn,
-                    io: Io::new(tls),
+                    driver: Driver::new(tls, linger),
                     error: None,
                 }),
-                epoch,
+                clock,
+                watermark,
             }),
             poll: Mutex::default(),
         }
@@ -383,7 +421,9 @@ impl WebSocket {
     }
 
     /// Sends one message (one unfragmented frame), waiting for room while
-    /// the outbound queue is full and until it is written. Cancellation-safe.
+    /// more than the send watermark ([`ServerOptions::send_watermark`],
+    /// [`ClientOptions::send_watermark`]; 32 KiB by default) is queued, and
+    /// until it is written. Cancellation-safe.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.shared.send(message.into()).await
     }
@@ -396,10 +436,11 @@ impl WebSocket {
         self.shared.try_recv()
     }
 
-    /// Queues a message without writing it yet, waiting only while the
-    /// outbound queue is full; [`flush`](Self::flush) (or any later `send`,
-    /// `recv`) writes it. Lets many messages go out in one vectored write.
-    /// Cancellation-safe like `send`.
+    /// Queues a message without writing it yet, waiting only while more than
+    /// the send watermark is queued (or the queue is full);
+    /// [`flush`](Self::flush) (or any later `send`, `recv`) writes it. Lets
+    /// many messages go out in one vectored write. Cancellation-safe like
+    /// `send`.
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.shared.queue(message.into()).await
     }
@@ -640,7 +681,7 @@ pub(crate) async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, Erro
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(sock) => {
-                sock.set_nodelay(true)?;
+                wsmp_io::tune_stream(wsmp_io::Socket::sock_ref(&sock))?;
                 return Ok(sock);
             }
             Err(e) => last = Some(e),
@@ -653,7 +694,7 @@ pub(crate) async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, Erro
 /// handshake (bounded by `handshake_timeout`, which covers DNS, TCP, TLS
 /// and the upgrade).
 pub async fn connect(url: &str, options: ClientOptions) -> Result<WebSocket, Error> {
-    let epoch = Instant::now();
+    let clock = Clock(Instant::now());
     let parsed = wsmp_core::handshake::WsUrl::parse(url)
         .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Url(e)))?;
     let timeout = options.config.handshake_timeout;
@@ -667,11 +708,11 @@ pub async fn connect(url: &str, options: ClientOptions) -> Result<WebSocket, Err
     let fut = async {
         let sock = tcp_connect(parsed.host, parsed.port).await?;
         let tls = if parsed.secure {
-            client_tls(options.tls.as_ref(), parsed.host)?
+            Some(client_tls(options.tls.as_ref(), parsed.host)?)
         } else {
-            Tls::None
+            None
         };
-        let ws = WebSocket::new(sock, conn, tls, epoch);
+        let ws = WebSocket::new(sock, conn, tls, clock, options.send_watermark);
         ws.shared.handshake(None).await?;
         Ok(ws)
     };
@@ -688,8 +729,8 @@ pub async fn connect(url: &str, options: ClientOptions) -> Result<WebSocket, Err
 /// (TLS first when `options.tls` is set). The handshake timer started when
 /// this is called; call it right after `TcpListener::accept`.
 pub async fn accept(stream: TcpStream, options: ServerOptions) -> Result<WebSocket, Error> {
-    let epoch = Instant::now();
-    stream.set_nodelay(true)?;
+    let clock = Clock(Instant::now());
+    wsmp_io::tune_stream(wsmp_io::Socket::sock_ref(&stream))?;
     let admission = if options.admission.is_some() {
         Admission::Manual
     } else {
@@ -697,10 +738,10 @@ pub async fn accept(stream: TcpStream, options: ServerOptions) -> Result<WebSock
     };
     let conn = Connection::server(Arc::new(options.config.clone()), Timestamp::ZERO, admission);
     let tls = match &options.tls {
-        Some(t) => server_tls(t)?,
-        None => Tls::None,
+        Some(t) => Some(server_tls(t)?),
+        None => None,
     };
-    let ws = WebSocket::new(stream, conn, tls, epoch);
+    let ws = WebSocket::new(stream, conn, tls, clock, options.send_watermark);
     ws.shared.handshake(options.admission.as_ref()).await?;
     Ok(ws)
 }

@@ -63,6 +63,7 @@ async fn run_tokio(args: &Args, tls: wsmp_tokio::TlsClientOptions) -> Result<(),
             ..config()
         },
         tls: Some(tls.clone()),
+        ..Default::default()
     };
     let mut ws = wsmp_tokio::connect(&join(&args.url, "/getCaseCount"), options(10))
         .await

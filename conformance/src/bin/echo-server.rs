@@ -61,7 +61,7 @@ async fn tokio_server(listen: Vec<SocketAddr>, tls: Option<wsmp_tokio::TlsServer
     let options = wsmp_tokio::ServerOptions {
         config: config(),
         tls,
-        admission: None,
+        ..Default::default()
     };
     for addr in listen {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -1,0 +1,706 @@
+//! The engine under [`MultiplayerPeer`](crate::MultiplayerPeer) and
+//! [`RoomServer`](crate::RoomServer): multiplayer hosts shared by one task
+//! per socket.
+//!
+//! # Tasks and locks
+//!
+//! - Each socket has its own task. It owns the socket, its TLS session and
+//!   its [`Driver`]; while the opening handshake runs (TLS, HTTP request,
+//!   admission decision) it also owns the core [`Connection`], and no lock is
+//!   held at all. Once the upgrade is accepted the connection is adopted by a
+//!   host ([`Host::adopt`]) and the task keeps serving the socket.
+//! - A host lives in a [`HostCell`]: the core [`Host`], the wake slots of its
+//!   peers and the owner's [`Logic`] behind one mutex. A peer's task takes
+//!   that lock only inside [`Endpoint::exchange`] — report what was written,
+//!   feed what was read, lease the next output — and never across socket
+//!   I/O, TLS work, admission hooks or logging.
+//! - After anything happened on a host the [`Logic`] runs with the lock held
+//!   (a relay room forwards the packets that arrived), then the peers that
+//!   got output are woken after the lock is released: each of them writes
+//!   everything queued for it in one step (one vectored write per wake), and
+//!   a woken task yields once before writing, so frames that other tasks
+//!   queue meanwhile go out in the same write (cork).
+//! - One timer task per host sleeps until the host's (and the logic's)
+//!   earliest deadline.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use wsmp_core::connection::{Connection, Event, Request};
+use wsmp_core::host::{Host, PeerId};
+use wsmp_core::Timestamp;
+use wsmp_io::{Driver, Endpoint, Exchange, HostPeer, Status, Want};
+
+/// The process's monotonic clock origin for every host of one server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock(pub(crate) Instant);
+
+impl Clock {
+    pub(crate) fn now(&self) -> Timestamp {
+        Timestamp::from_duration(self.0.elapsed())
+    }
+
+    pub(crate) fn instant(&self, t: Timestamp) -> tokio::time::Instant {
+        (self.0 + t.as_duration()).into()
+    }
+}
+
+/// What the owner of a host does after host activity, with the lock held.
+pub(crate) trait Logic: Send + 'static {
+    /// Anything happened (input, timers, application calls): take events
+    /// and act on them. Quick and I/O-free: the lock is held.
+    fn settle(&mut self, host: &mut Host, now: Timestamp);
+    /// The logic's own next deadline.
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        None
+    }
+    /// The logic's timers due at `now`.
+    fn handle_timeout(&mut self, _host: &mut Host, _now: Timestamp) {}
+}
+
+/// How a peer's task is woken when another task queued output for it.
+#[derive(Debug, Default)]
+pub(crate) struct PeerSlot {
+    pub(crate) wake: Notify,
+}
+
+/// A host and what goes with it, behind the cell's mutex.
+pub(crate) struct HostState<L> {
+    pub(crate) host: Host,
+    pub(crate) slots: HashMap<PeerId, Arc<PeerSlot>>,
+    pub(crate) logic: L,
+    /// Deadline the timer task sleeps towards.
+    armed: Option<Timestamp>,
+}
+
+/// A host shared by the tasks of its peers. See the [module docs](self).
+pub(crate) struct HostCell<L> {
+    state: Mutex<HostState<L>>,
+    pub(crate) clock: Clock,
+    timer: Notify,
+    /// Set when the owner closed the host: tasks end at their next wake.
+    closed: AtomicBool,
+}
+
+thread_local! {
+    /// Slots to wake once the lock is released (reused: no allocation per
+    /// operation).
+    static WAKES: RefCell<Vec<Arc<PeerSlot>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<L: Logic> HostCell<L> {
+    pub(crate) fn new(host: Host, logic: L, clock: Clock) -> Arc<HostCell<L>> {
+        Arc::new(HostCell {
+            state: Mutex::new(HostState {
+                host,
+                slots: HashMap::new(),
+                logic,
+                armed: None,
+            }),
+            clock,
+            timer: Notify::new(),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The raw lock, for reads that change nothing.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HostState<L>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the state, then settles it: the logic runs, the timer is
+    /// re-armed, and the peers that got output are woken (except `me`, the
+    /// caller's own peer) once the lock is released.
+    pub(crate) fn with<T>(
+        &self,
+        me: Option<PeerId>,
+        f: impl FnOnce(&mut HostState<L>, Timestamp) -> T,
+    ) -> T {
+        let mut wakes = WAKES.with(|w| std::mem::take(&mut *w.borrow_mut()));
+        let out = {
+            let mut st = self.lock();
+            let now = self.clock.now();
+            let out = f(&mut st, now);
+            st.settle(now, me, &mut wakes, &self.timer);
+            out
+        };
+        for slot in wakes.drain(..) {
+            slot.wake.notify_one();
+        }
+        WAKES.with(|w| {
+            let mut w = w.borrow_mut();
+            if w.capacity() < wakes.capacity() {
+                *w = wakes;
+            }
+        });
+        out
+    }
+
+    /// True once [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Ends every peer task at its next wake, and the timer task.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let slots: Vec<Arc<PeerSlot>> = self.lock().slots.values().cloned().collect();
+        for slot in slots {
+            slot.wake.notify_one();
+        }
+        self.timer.notify_one();
+    }
+}
+
+impl<L: Logic> HostState<L> {
+    fn settle(
+        &mut self,
+        now: Timestamp,
+        me: Option<PeerId>,
+        wakes: &mut Vec<Arc<PeerSlot>>,
+        timer: &Notify,
+    ) {
+        self.logic.settle(&mut self.host, now);
+        while let Some(id) = self.host.poll_dirty() {
+            if Some(id) != me {
+                if let Some(slot) = self.slots.get(&id) {
+                    wakes.push(slot.clone());
+                }
+            }
+        }
+        let deadline = min_deadline(self.host.poll_timeout(), self.logic.poll_timeout());
+        if deadline.is_some() && (self.armed.is_none() || deadline < self.armed) {
+            self.armed = deadline;
+            timer.notify_one();
+        }
+    }
+}
+
+fn min_deadline(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A future that never completes when `deadline` is `None` (lazy: nothing
+/// is registered with the timer unless there is a deadline).
+pub(crate) async fn sleep_until(clock: Clock, deadline: Option<Timestamp>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(clock.instant(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The timer task of a host: runs the host's and the logic's timers. Ends
+/// when the cell is closed ([`HostCell::close`]).
+pub(crate) async fn timer_loop<L: Logic>(cell: Arc<HostCell<L>>) {
+    let clock = cell.clock;
+    loop {
+        let notified = cell.timer.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if cell.is_closed() {
+            return;
+        }
+        let deadline = {
+            let mut st = cell.lock();
+            let d = min_deadline(st.host.poll_timeout(), st.logic.poll_timeout());
+            st.armed = d;
+            d
+        };
+        tokio::select! {
+            () = sleep_until(clock, deadline) => {
+                cell.with(None, |st, now| {
+                    st.host.handle_timeout(now);
+                    let HostState { host, logic, .. } = st;
+                    logic.handle_timeout(host, now);
+                    st.armed = None;
+                });
+            }
+            () = &mut notified => {}
+        }
+    }
+}
+
+/// A peer of a shared host, as the driver's endpoint: the lock is taken
+/// for the exchange only.
+struct Locked<'a, L> {
+    cell: &'a HostCell<L>,
+    id: PeerId,
+}
+
+impl<L: Logic> Endpoint for Locked<'_, L> {
+    fn exchange(&mut self, _now: Timestamp, x: Exchange<'_>) -> Status {
+        let id = self.id;
+        self.cell.with(Some(id), |st, now| {
+            HostPeer {
+                host: &mut st.host,
+                id,
+            }
+            .exchange(now, x)
+        })
+    }
+}
+
+/// Serves one socket of a host peer until it is finished, then releases
+/// the peer. `slot` must be registered in the host's slots.
+pub(crate) async fn run_peer<L: Logic>(
+    cell: Arc<HostCell<L>>,
+    id: PeerId,
+    sock: TcpStream,
+    mut driver: Driver,
+    slot: Arc<PeerSlot>,
+) {
+    let clock = cell.clock;
+    loop {
+        if cell.is_closed() {
+            driver.abort(&sock);
+            return;
+        }
+        let want = driver.step(&sock, &mut Locked { cell: &cell, id }, clock.now());
+        if want.done {
+            if let Some(e) = driver.take_error() {
+                tracing::debug!(peer = %id, error = %e, "socket error");
+            }
+            cell.with(None, |st, now| {
+                st.host.release(now, id);
+                st.slots.remove(&id);
+            });
+            return;
+        }
+        if want.again {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        wait(&sock, &slot, want, clock).await;
+    }
+}
+
+/// Waits for what `want` asks, a wake from another task, or the deadline.
+async fn wait(sock: &TcpStream, slot: &PeerSlot, want: Want, clock: Clock) {
+    tokio::select! {
+        biased;
+        () = slot.wake.notified() => {
+            // Cork: others may be queueing more for this peer right now;
+            // let them, then write it all in one go.
+            tokio::task::yield_now().await;
+        }
+        r = sock.readable(), if want.read => { let _ = r; }
+        r = sock.writable(), if want.write => { let _ = r; }
+        () = sleep_until(clock, want.deadline) => {}
+    }
+}
+
+/// Drives a lone connection (no host) through its opening handshake, with
+/// no lock held: TLS, the HTTP request and the caller's decision on it
+/// (`on_request`, called with each request a server connection receives).
+/// Events are taken up to and including `Open`, so messages that arrived
+/// with the handshake stay queued. Returns true once the connection opened
+/// (it may have closed again at once), false when it ended without opening
+/// (output such as an HTTP refusal is written first).
+pub(crate) async fn handshake(
+    sock: &TcpStream,
+    driver: &mut Driver,
+    conn: &mut Connection,
+    clock: Clock,
+    mut on_request: impl FnMut(&mut Connection, Box<Request>, Timestamp),
+) -> bool {
+    loop {
+        let want = driver.step(sock, conn, clock.now());
+        let mut decided = false;
+        while let Some(event) = conn.poll_event() {
+            match event {
+                Event::Request(request) => {
+                    on_request(conn, request, clock.now());
+                    decided = true;
+                }
+                Event::Open { .. } => return true,
+                _ => {}
+            }
+        }
+        if want.done {
+            return false;
+        }
+        if decided || want.again {
+            // The answer is queued (or more input waits): step again now.
+            if want.again {
+                tokio::task::yield_now().await;
+            }
+            continue;
+        }
+        tokio::select! {
+            r = sock.readable(), if want.read => { let _ = r; }
+            r = sock.writable(), if want.write => { let _ = r; }
+            () = sleep_until(clock, want.deadline) => {}
+        }
+    }
+}
+
+/// Peer ids unique across every host of a server (so logs, stats and a
+/// cluster can name a peer by its id alone). Ids stay taken until the
+/// peer's socket is finished.
+#[derive(Debug)]
+pub(crate) struct IdRegistry {
+    used: HashSet<PeerId>,
+    rng: rand_core::UnwrapErr<rand_core::OsRng>,
+}
+
+impl IdRegistry {
+    pub(crate) fn new() -> Mutex<IdRegistry> {
+        Mutex::new(IdRegistry {
+            used: HashSet::new(),
+            rng: rand_core::UnwrapErr(rand_core::OsRng),
+        })
+    }
+
+    /// A fresh id (spec/websocket-peer.md §3.2: 2..=2³¹−1, never in use).
+    pub(crate) fn draw(&mut self) -> PeerId {
+        let used = &self.used;
+        let id = PeerId::random(&mut self.rng, |id| used.contains(&id));
+        self.used.insert(id);
+        id
+    }
+
+    pub(crate) fn free(&mut self, id: PeerId) {
+        self.used.remove(&id);
+    }
+}
+
+/// Unfinished handshakes per remote IP address (TCP accepted, upgrade not
+/// complete, TLS included).
+#[derive(Debug, Default)]
+pub(crate) struct PendingPerIp {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PendingPerIp {
+    /// Counts a new handshake from `addr` unless it already has `limit`.
+    pub(crate) fn try_add(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        limit: Option<usize>,
+    ) -> Option<PendingGuard> {
+        let Some(limit) = limit else {
+            return Some(PendingGuard(None));
+        };
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(addr.ip()).or_insert(0);
+        if *n >= limit {
+            if *n == 0 {
+                counts.remove(&addr.ip());
+            }
+            return None;
+        }
+        *n += 1;
+        Some(PendingGuard(Some((self.clone(), addr.ip()))))
+    }
+}
+
+/// One counted handshake; dropped when it ends.
+#[derive(Debug)]
+pub(crate) struct PendingGuard(Option<(Arc<PendingPerIp>, IpAddr)>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Some((set, ip)) = self.0.take() {
+            let mut counts = set.counts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = counts.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// How the opening handshake of an accepted socket ended (for metrics and
+/// logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HandshakeOutcome {
+    /// The upgrade was accepted and the peer joined its host.
+    Accepted,
+    /// Answered with a plain HTTP response of this status: a refusal by the
+    /// admission decision (404, 503, …), a malformed request (400, 405,
+    /// 426, 431), or a plain HTTP request answered (200).
+    Responded(u16),
+    /// `handshake_timeout` ran out (TCP, TLS and the upgrade together).
+    Timeout,
+    /// The TLS handshake failed.
+    Tls,
+    /// The peer closed or the socket failed before the upgrade completed.
+    Closed,
+    /// Accepted, but the host refused the peer (the server is stopping).
+    Refused,
+}
+
+/// What a server shares with every connection task.
+pub(crate) struct ServerCore {
+    pub(crate) clock: Clock,
+    pub(crate) config: Arc<wsmp_core::Config>,
+    pub(crate) tls: Option<wsmp_tls::TlsServerOptions>,
+    pub(crate) ids: Mutex<IdRegistry>,
+    pending: Arc<PendingPerIp>,
+    pub(crate) max_pending_per_ip: Option<usize>,
+    /// Set by shutdown/close: handshakes in progress end, accept loops stop.
+    stopping: AtomicBool,
+    stop: Notify,
+    /// `refuse_new_connections`: accept loops hold still.
+    refusing: AtomicBool,
+    resume: Notify,
+}
+
+impl ServerCore {
+    pub(crate) fn new(
+        config: wsmp_core::Config,
+        tls: Option<wsmp_tls::TlsServerOptions>,
+        max_pending_per_ip: Option<usize>,
+    ) -> ServerCore {
+        ServerCore {
+            clock: Clock(Instant::now()),
+            config: Arc::new(config),
+            tls,
+            ids: IdRegistry::new(),
+            pending: Arc::new(PendingPerIp::default()),
+            max_pending_per_ip,
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
+            refusing: AtomicBool::new(false),
+            resume: Notify::new(),
+        }
+    }
+
+    /// Stops accepting and ends every handshake in progress.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+        self.resume.notify_waiters();
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// `refuse_new_connections` (spec §3.5: while set, connections are not
+    /// accepted at all; they wait in the backlog).
+    pub(crate) fn set_refusing(&self, refuse: bool) {
+        self.refusing.store(refuse, Ordering::Release);
+        if !refuse {
+            self.resume.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_refusing(&self) -> bool {
+        self.refusing.load(Ordering::Acquire)
+    }
+
+    fn lock_ids(&self) -> MutexGuard<'_, IdRegistry> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Who the connection is, for the admission decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The id the peer gets if it joins (unique across the server).
+    pub id: PeerId,
+    /// The remote address of the TCP connection.
+    pub remote: SocketAddr,
+    /// The local address it arrived on.
+    pub local: Option<SocketAddr>,
+    /// True for `wss://`.
+    pub tls: bool,
+}
+
+/// Where accepted sockets go: the admission decision and the host a peer
+/// joins (implemented by `RoomServer` and `MultiplayerPeer`).
+pub(crate) trait Acceptor: Send + Sync + 'static {
+    type Logic: Logic;
+    /// What an accepted request carries to `join`.
+    type Join: Send + 'static;
+    fn core(&self) -> &ServerCore;
+    /// Decides on a request, in the connection's own task (no lock held).
+    fn admit(
+        &self,
+        info: &ConnInfo,
+        request: &Request,
+    ) -> Result<
+        (Self::Join, wsmp_core::connection::AcceptOptions),
+        wsmp_core::connection::HttpResponse,
+    >;
+    /// Adopts the open connection into its host (registering `slot`) and
+    /// returns the host, or `None` when it was refused.
+    fn join(
+        &self,
+        join: Self::Join,
+        conn: Connection,
+        info: &ConnInfo,
+        slot: &Arc<PeerSlot>,
+    ) -> Option<Arc<HostCell<Self::Logic>>>;
+    /// The peer's socket is finished and released from `cell`.
+    fn left(&self, _cell: &Arc<HostCell<Self::Logic>>) {}
+    /// A handshake ended (for metrics).
+    fn handshake_ended(&self, _info: &ConnInfo, _outcome: HandshakeOutcome) {}
+}
+
+/// Accepts sockets until the server stops; each gets its own task.
+pub(crate) async fn accept_loop<A: Acceptor>(acceptor: Arc<A>, listener: tokio::net::TcpListener) {
+    let core = acceptor.core();
+    loop {
+        wait_while_refusing(core).await;
+        if core.is_stopping() {
+            return;
+        }
+        let (sock, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = core.stop.notified() => return,
+        };
+        // Refusal may have started while we waited in accept(): hold the
+        // socket untouched, as if it were still in the backlog (spec §3.5).
+        wait_while_refusing(core).await;
+        let Some(guard) = core.pending.try_add(remote, core.max_pending_per_ip) else {
+            tracing::debug!(%remote, "too many unfinished handshakes from this address; closing");
+            continue;
+        };
+        tokio::spawn(serve(acceptor.clone(), sock, remote, guard));
+    }
+}
+
+async fn wait_while_refusing(core: &ServerCore) {
+    loop {
+        let resume = core.resume.notified();
+        tokio::pin!(resume);
+        resume.as_mut().enable();
+        if !core.is_refusing() || core.is_stopping() {
+            return;
+        }
+        resume.await;
+    }
+}
+
+/// Frees a peer id when the connection task ends.
+struct IdGuard<'a>(&'a ServerCore, PeerId);
+
+impl Drop for IdGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock_ids().free(self.1);
+    }
+}
+
+/// One accepted socket: TLS and the opening handshake in this task with no
+/// shared lock, then the peer's life in its host.
+async fn serve<A: Acceptor>(
+    acceptor: Arc<A>,
+    sock: TcpStream,
+    remote: SocketAddr,
+    pending: PendingGuard,
+) {
+    let core = acceptor.core();
+    if let Err(e) = wsmp_io::tune_stream(socket2::SockRef::from(&sock)) {
+        tracing::debug!(%remote, error = %e, "socket options");
+    }
+    let clock = core.clock;
+    let id = core.lock_ids().draw();
+    let _id = IdGuard(core, id);
+    let tls = match &core.tls {
+        Some(opts) => match rustls::ServerConnection::new(opts.config()) {
+            Ok(c) => Some(Box::new(rustls::Connection::Server(c))),
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS session setup failed");
+                return;
+            }
+        },
+        None => None,
+    };
+    let info = ConnInfo {
+        id,
+        remote,
+        local: sock.local_addr().ok(),
+        tls: tls.is_some(),
+    };
+    let mut driver = Driver::new(tls, core.config.close_timeout);
+    let mut conn = Connection::server(
+        core.config.clone(),
+        clock.now(),
+        wsmp_core::connection::Admission::Manual,
+    );
+    let mut join = None;
+    let opened = {
+        let handshake = handshake(
+            &sock,
+            &mut driver,
+            &mut conn,
+            clock,
+            |conn, request, now| match acceptor.admit(&info, &request) {
+                Ok((j, options)) => match conn.accept(now, options) {
+                    Ok(()) => join = Some(j),
+                    Err(e) => {
+                        tracing::warn!(peer = %id, error = %e, "accepting the upgrade failed; answering 500");
+                        let _ = conn.respond(
+                            now,
+                            wsmp_core::connection::HttpResponse::text(500, "internal error\n"),
+                        );
+                    }
+                },
+                Err(response) => {
+                    let _ = conn.respond(now, response);
+                }
+            },
+        );
+        tokio::select! {
+            opened = handshake => opened,
+            () = core.stop.notified() => false,
+        }
+    };
+    drop(pending);
+    let outcome = if opened && !core.is_stopping() {
+        HandshakeOutcome::Accepted
+    } else {
+        failed_outcome(&conn, &mut driver)
+    };
+    let Some(j) = join.filter(|_| outcome == HandshakeOutcome::Accepted) else {
+        acceptor.handshake_ended(&info, outcome);
+        driver.abort(&sock);
+        return;
+    };
+    let slot = Arc::new(PeerSlot::default());
+    let Some(cell) = acceptor.join(j, conn, &info, &slot) else {
+        acceptor.handshake_ended(&info, HandshakeOutcome::Refused);
+        driver.abort(&sock);
+        return;
+    };
+    acceptor.handshake_ended(&info, HandshakeOutcome::Accepted);
+    run_peer(cell.clone(), id, sock, driver, slot).await;
+    acceptor.left(&cell);
+}
+
+/// Why a handshake ended without an open connection.
+fn failed_outcome(conn: &Connection, driver: &mut Driver) -> HandshakeOutcome {
+    use wsmp_core::connection::CloseCause;
+    let tls_failed = driver
+        .take_error()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::InvalidData)
+        || driver.tls().is_some_and(|t| t.is_handshaking());
+    match conn.close_info().map(|i| &i.cause) {
+        Some(CloseCause::HandshakeTimeout) => HandshakeOutcome::Timeout,
+        Some(CloseCause::HttpResponse(status)) => HandshakeOutcome::Responded(*status),
+        Some(CloseCause::Handshake(e)) => HandshakeOutcome::Responded(e.http_status()),
+        _ if tls_failed => HandshakeOutcome::Tls,
+        _ => HandshakeOutcome::Closed,
+    }
+}
