@@ -9,10 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
-use wsmp_core::Timestamp;
-
+use crate::admission::Limits;
 use crate::relay::RelayConfig;
+use clap::{ArgAction, Parser, ValueEnum};
 
 /// Log output format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -93,6 +92,22 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_positive, allow_negative_numbers = true)]
     pub max_pending_per_ip: usize,
 
+    /// Most connections (of any kind) from one address at once: IPv4
+    /// address, or IPv6 /64 prefix. More get HTTP 429.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub max_conns_per_ip: usize,
+
+    /// Most clients authenticating at once in one room (with `--auth-token`);
+    /// they are not room members until they authenticated. One address may
+    /// hold at most half of them. More get HTTP 503.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub max_pending_auth: usize,
+
+    /// Most clients authenticating at once over the whole relay; one address
+    /// may hold at most half of them.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = parse_positive, allow_negative_numbers = true)]
+    pub max_pending_auth_total: usize,
+
     /// Require clients to authenticate with this token: they set
     /// `multiplayer.auth_callback` and call `send_auth(1, token.to_utf8_buffer())`.
     #[arg(long, value_name = "TOKEN", value_parser = parse_non_empty)]
@@ -154,14 +169,22 @@ impl Args {
     }
 
     /// The relay settings these flags ask for.
-    pub fn relay_config(&self, started_at: Timestamp) -> RelayConfig {
+    pub fn relay_config(&self) -> RelayConfig {
         RelayConfig {
-            max_peers: self.max_peers,
-            room_max_peers: self.room_max_peers,
             auth_token: self.auth_token.as_ref().map(|t| t.as_bytes().to_vec()),
             auth_timeout: self.auth_timeout,
             answer_simplify_path: true,
-            started_at,
+        }
+    }
+
+    /// The admission limits these flags ask for.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_peers: self.max_peers,
+            room_max_peers: self.room_max_peers,
+            max_pending_auth: self.max_pending_auth,
+            max_pending_auth_total: self.max_pending_auth_total,
+            max_conns_per_ip: self.max_conns_per_ip,
         }
     }
 }
@@ -285,9 +308,18 @@ mod tests {
         assert_eq!(a.auth_timeout, Duration::from_secs(3));
         assert_eq!(a.log_format, LogFormat::Human);
         assert!(!a.no_stats);
-        let cfg = a.relay_config(Timestamp::ZERO);
-        assert_eq!(cfg.max_peers, 4096);
+        let cfg = a.relay_config();
         assert_eq!(cfg.auth_token, None);
+        let l = a.limits();
+        assert_eq!((l.max_peers, l.room_max_peers), (4096, 64));
+        assert_eq!(
+            (
+                l.max_conns_per_ip,
+                l.max_pending_auth,
+                l.max_pending_auth_total
+            ),
+            (256, 16, 1024)
+        );
     }
 
     #[test]
@@ -350,10 +382,9 @@ mod tests {
         assert_eq!(a.auth_timeout, Duration::from_millis(250));
         assert_eq!(a.log_format, LogFormat::Json);
         assert!(a.no_stats);
-        let cfg = a.relay_config(Timestamp::from_millis(7));
+        let cfg = a.relay_config();
         assert_eq!(cfg.auth_token.as_deref(), Some(&b"s3cret"[..]));
-        assert_eq!(cfg.room_max_peers, 10);
-        assert_eq!(cfg.started_at, Timestamp::from_millis(7));
+        assert_eq!(a.limits().room_max_peers, 10);
     }
 
     #[test]

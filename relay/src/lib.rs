@@ -6,20 +6,24 @@
 //! (ADD_PEER / DEL_PEER) and forwards their RELAY packets, as the engine's own
 //! server does (spec/scene-multiplayer.md §6).
 //!
-//! This crate is sans-IO: [`Relay`] is fed events and timestamps and answers
-//! with [`Action`]s; the network glue (sockets, WebSocket, ids) lives outside.
+//! The relay logic is sans-IO: one [`Relay`] per room is fed events and
+//! timestamps and acts through an [`relay::Out`]; the network glue
+//! ([`server`]) runs it on the tokio adapter's `RoomServer`, every room
+//! behind its own lock, so rooms use every core.
 //!
 //! Modules:
 //! - [`protocol`]: SceneMultiplayer packet bytes.
-//! - [`rooms`]: room names from request paths, peer limits.
-//! - [`relay`]: the state machine.
-//! - [`stats`]: counters and their JSON form.
+//! - [`rooms`]: room names from request paths.
+//! - [`admission`]: slot reservations at upgrade time (rooms, auth, per address).
+//! - [`relay`]: the per-room state machine.
+//! - [`stats`]: lock-free counters.
 //! - [`cli`]: command-line flags.
 //! - [`web`]: the embedded demo page.
 //! - [`server`]: the network glue of the `wsmp-relay` program (tokio).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod cli;
 pub mod protocol;
 pub mod relay;
@@ -28,6 +32,6 @@ pub mod server;
 pub mod stats;
 pub mod web;
 
-pub use relay::{Action, Admission, Relay, RelayConfig};
+pub use relay::{Relay, RelayConfig};
 pub use rooms::RoomName;
 pub use stats::{DropReason, Stats};

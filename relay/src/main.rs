@@ -5,7 +5,7 @@
 
 fn main() {
     let args = wsmp_relay::cli::parse_or_exit();
-    wsmp_relay::server::init_logging(args.log_format);
+    let _logs = wsmp_relay::server::init_logging(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

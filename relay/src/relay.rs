@@ -1,51 +1,47 @@
-//! The relay state machine (sans-IO).
+//! The relay logic of one room (sans-IO).
 //!
-//! The network glue owns the sockets and the WebSocket layer. It assigns peer
-//! ids, sends the 4-byte id message, then tells the [`Relay`] what happened
-//! (`peer_joined`, `packet`, `peer_left`, `receiver_overflow`,
-//! `handle_timeout`) and carries out the [`Action`]s it hands back from
-//! [`Relay::poll_action`], in order.
+//! The network glue runs one [`Relay`] per room, inside the room's critical
+//! section. It tells the relay what happened (`peer_joined`, `packet`,
+//! `peer_left`, `handle_timeout`) and the relay acts at once through an
+//! [`Out`]: it queues packets for the room's peers (encoded once for every
+//! receiver) and disconnects peers. Nothing here allocates per delivery.
 //!
 //! Behaviour: spec/scene-multiplayer.md §6 (a standalone relay server) and
-//! §4.2 (relay routing), within rooms (see [`crate::rooms`]).
+//! §4.2 (relay routing), within one room.
 //!
-//! Close codes used in [`Action::Disconnect`]:
-//! - 1000 (normal) when a peer did not authenticate within `auth_timeout`, as Godot does
-//!   (spec/scene-multiplayer.md §3.4 step 9);
-//! - 1008 (policy violation) for a wrong auth token and for a receiver whose outbound
-//!   queue is full;
-//! - 1013 (try again later) when a limit was reached between `admit` and `peer_joined`.
+//! Close codes used with [`Out::disconnect`] (all accepted by the engine,
+//! spec/websocket-peer.md §2.7 — never 1012–1014):
+//! - 1000 (normal) when a peer did not authenticate within `auth_timeout`, as
+//!   Godot does (spec/scene-multiplayer.md §3.4 step 9), and when the room
+//!   filled up while it was authenticating (reason `room full`);
+//! - 1008 (policy violation) for a wrong auth token and for a receiver whose
+//!   outbound queue is full.
 //!
-//! When the relay decides to disconnect an admitted peer it sends DEL_PEER for
-//! it at once and stops routing to and from it; `peer_left` for it later only
+//! When the relay disconnects an admitted peer it sends DEL_PEER for it at
+//! once and stops routing to and from it; `peer_left` for it later only
 //! forgets it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use wsmp_core::Timestamp;
 
 use crate::protocol::{self, Command, Packet, ParseError, Target, SERVER_ID};
-use crate::rooms::{Limits, Refusal, RoomName};
-use crate::stats::{DropReason, Stats, StatsJson};
+use crate::stats::{Counters, DropReason};
 
 /// Close code: normal closure (RFC 6455 §7.4.1).
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Close code: policy violation (RFC 6455 §7.4.1).
 pub const CLOSE_POLICY: u16 = 1008;
-/// Close code: try again later (IANA WebSocket close code registry).
-pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 
-/// Settings of a [`Relay`].
+/// Settings of a [`Relay`] (shared by every room).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayConfig {
-    /// Most peers connected at once over all rooms (pending and admitted).
-    pub max_peers: usize,
-    /// Most peers in one room at once (pending and admitted).
-    pub room_max_peers: usize,
     /// When set, clients must authenticate by sending exactly these bytes with
-    /// `send_auth(1, token)` (spec/scene-multiplayer.md §3.4).
+    /// `send_auth(1, token)` (spec/scene-multiplayer.md §3.4), unless the
+    /// glue admits them as already authenticated.
     pub auth_token: Option<Vec<u8>>,
     /// How long a peer may stay unauthenticated; zero means forever
     /// (spec/scene-multiplayer.md §5, `auth_timeout`).
@@ -53,67 +49,39 @@ pub struct RelayConfig {
     /// Answer SIMPLIFY_PATH sent to the relay with `02 01 <cache id>`
     /// (spec/scene-multiplayer.md §6 item 5).
     pub answer_simplify_path: bool,
-    /// The relay's start on the caller's clock, for `uptime_s`.
-    pub started_at: Timestamp,
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            max_peers: 4096,
-            room_max_peers: 64,
             auth_token: None,
             // spec/scene-multiplayer.md §5: Godot's default auth_timeout is 3 s.
             auth_timeout: Duration::from_secs(3),
             answer_simplify_path: true,
-            started_at: Timestamp::ZERO,
         }
     }
 }
 
-/// The answer to an upgrade request, from [`Relay::admit`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
-    /// Accept the upgrade; pass `room` to [`Relay::peer_joined`].
-    Accept {
-        /// The room the peer joins.
-        room: RoomName,
-    },
-    /// Refuse the upgrade with this HTTP status (404 bad path, 503 full).
-    Reject {
-        /// HTTP status.
-        status: u16,
-        /// Short reason, for the response and logs.
-        reason: &'static str,
-    },
+impl RelayConfig {
+    /// Whether joining peers must run the authentication exchange.
+    pub fn auth_required(&self) -> bool {
+        self.auth_token.is_some()
+    }
 }
 
-/// Work for the network glue, in the order it must be done.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send one binary message to one peer.
-    Send {
-        /// Receiver.
-        to: i32,
-        /// Message payload.
-        bytes: Bytes,
-    },
-    /// Send the same binary message to several peers (encode once, share).
-    SendMany {
-        /// Receivers (at least two, no duplicates).
-        to: Vec<i32>,
-        /// Message payload, identical for every receiver.
-        bytes: Bytes,
-    },
-    /// Close this peer's connection with a close frame; report `peer_left` once it is gone.
-    Disconnect {
-        /// The peer.
-        peer: i32,
-        /// WebSocket close code.
-        code: u16,
-        /// Close reason.
-        reason: &'static str,
-    },
+/// Where the relay's output goes: the room's host (or a recorder in tests).
+pub trait Out {
+    /// Queues `bytes` as one binary message to each peer of `to`, encoded
+    /// once. Peers whose queue is full are remembered for
+    /// [`take_overflowed`](Self::take_overflowed).
+    fn send(&mut self, to: &[i32], bytes: &Bytes);
+    /// Closes `peer` with a close frame; `peer_left` follows once it is gone.
+    fn disconnect(&mut self, peer: i32, code: u16, reason: &'static str);
+    /// Moves the peers whose queue was full since the last call into `into`.
+    fn take_overflowed(&mut self, into: &mut Vec<i32>);
+    /// An authenticated peer is about to become a room member: true when the
+    /// room has a member slot for it (the glue converts its reservation).
+    fn admit_member(&mut self, peer: i32) -> bool;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,47 +92,37 @@ enum PeerState {
         local_done: bool,
         remote_done: bool,
     },
-    /// In its room's admitted set.
+    /// In the room's admitted set.
     Admitted,
     /// Disconnect requested by the relay; waiting for `peer_left`.
     Closing,
 }
 
-#[derive(Debug, Clone)]
-struct Peer {
-    room: RoomName,
-    state: PeerState,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Room {
-    /// Connected peers of the room (any state).
-    members: usize,
-    /// Admitted peers, in admission order.
-    admitted: Vec<i32>,
-}
-
-/// The SceneMultiplayer relay: plays peer 1 for every client, per room.
+/// The SceneMultiplayer relay of one room: plays peer 1 for every client.
 #[derive(Debug)]
 pub struct Relay {
-    cfg: RelayConfig,
-    peers: HashMap<i32, Peer>,
-    rooms: BTreeMap<RoomName, Room>,
+    cfg: Arc<RelayConfig>,
+    peers: HashMap<i32, PeerState>,
+    /// Admitted peers, in admission order.
+    admitted: Vec<i32>,
     deadlines: BTreeSet<(Timestamp, i32)>,
-    actions: VecDeque<Action>,
-    stats: Stats,
+    counters: Counters,
+    /// Receivers of the packet being forwarded (reused).
+    scratch: Vec<i32>,
+    overflowed: Vec<i32>,
 }
 
 impl Relay {
-    /// A relay with no peers.
-    pub fn new(cfg: RelayConfig) -> Self {
+    /// A room with no peers, counting into `counters`.
+    pub fn new(cfg: Arc<RelayConfig>, counters: Counters) -> Self {
         Relay {
             cfg,
             peers: HashMap::new(),
-            rooms: BTreeMap::new(),
+            admitted: Vec::new(),
             deadlines: BTreeSet::new(),
-            actions: VecDeque::new(),
-            stats: Stats::default(),
+            counters,
+            scratch: Vec::new(),
+            overflowed: Vec::new(),
         }
     }
 
@@ -173,39 +131,27 @@ impl Relay {
         &self.cfg
     }
 
-    fn limits(&self) -> Limits {
-        Limits {
-            max_peers: self.cfg.max_peers,
-            room_max_peers: self.cfg.room_max_peers,
-        }
+    /// Peers of the room (pending, admitted and closing).
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
     }
 
-    fn room_members(&self, room: &RoomName) -> usize {
-        self.rooms.get(room).map_or(0, |r| r.members)
+    /// Whether `id` is admitted (receives and sends game traffic).
+    pub fn is_admitted(&self, id: i32) -> bool {
+        self.peers.get(&id) == Some(&PeerState::Admitted)
     }
 
-    /// Decides on an upgrade request for `path` (the request target, query string allowed).
-    pub fn admit(&self, path: &str) -> Admission {
-        let refusal = match RoomName::from_path(path) {
-            None => Refusal::NotFound,
-            Some(room) => match self
-                .limits()
-                .check(self.peers.len(), self.room_members(&room))
-            {
-                Ok(()) => return Admission::Accept { room },
-                Err(r) => r,
-            },
-        };
-        Admission::Reject {
-            status: refusal.status(),
-            reason: refusal.reason(),
-        }
+    /// The admitted peers, in admission order.
+    pub fn admitted(&self) -> &[i32] {
+        &self.admitted
     }
 
-    /// A peer completed the upgrade and the transport has sent it its id message
-    /// (spec/websocket-peer.md §3.7). Without auth it is admitted at once
-    /// (spec/scene-multiplayer.md §6 item 2); with auth it becomes pending.
-    pub fn peer_joined(&mut self, now: Timestamp, id: i32, room: RoomName) {
+    /// A peer completed the upgrade and its id message is queued
+    /// (spec/websocket-peer.md §3.7). Without auth (or when the glue already
+    /// authenticated it, e.g. with a signed token in the handshake) it is
+    /// admitted at once (spec/scene-multiplayer.md §6 item 2); otherwise it
+    /// becomes pending.
+    pub fn peer_joined(&mut self, now: Timestamp, id: i32, authenticated: bool, out: &mut dyn Out) {
         // spec/websocket-peer.md §3.2: client ids are 2..=i32::MAX and unique.
         if id <= SERVER_ID || self.peers.contains_key(&id) {
             tracing::error!(
@@ -214,175 +160,134 @@ impl Relay {
             );
             return;
         }
-        let over_limit = self
-            .limits()
-            .check(self.peers.len(), self.room_members(&room))
-            .err();
-        let state = if over_limit.is_some() {
-            PeerState::Closing
-        } else if self.cfg.auth_token.is_some() {
+        self.counters.joined();
+        if self.cfg.auth_required() && !authenticated {
             // spec/scene-multiplayer.md §5: auth_timeout 0 = no timeout.
             let deadline = (!self.cfg.auth_timeout.is_zero())
                 .then(|| now.saturating_add(self.cfg.auth_timeout));
             if let Some(d) = deadline {
                 self.deadlines.insert((d, id));
             }
-            PeerState::Pending {
-                deadline,
-                local_done: false,
-                remote_done: false,
-            }
+            self.peers.insert(
+                id,
+                PeerState::Pending {
+                    deadline,
+                    local_done: false,
+                    remote_done: false,
+                },
+            );
+            tracing::debug!(peer = id, "peer authenticating");
         } else {
-            PeerState::Admitted
-        };
-        self.stats.joined_total += 1;
-        self.stats.peers += 1;
-        *self.stats.rooms.entry(room.to_string()).or_insert(0) += 1;
-        self.rooms.entry(room.clone()).or_default().members += 1;
-        self.peers.insert(
-            id,
-            Peer {
-                room: room.clone(),
-                state,
-            },
-        );
-        match state {
-            PeerState::Closing => {
-                let refusal = over_limit.unwrap_or(Refusal::RelayFull);
-                tracing::info!(peer = id, %room, reason = refusal.reason(), "refusing peer");
-                self.stats.refused_full += 1;
-                self.actions.push_back(Action::Disconnect {
-                    peer: id,
-                    code: CLOSE_TRY_AGAIN_LATER,
-                    reason: refusal.reason(),
-                });
-            }
-            PeerState::Pending { .. } => {
-                self.stats.pending += 1;
-                tracing::debug!(peer = id, %room, "peer authenticating");
-            }
-            PeerState::Admitted => self.admit_peer(id, &room),
+            self.peers.insert(id, PeerState::Admitted);
+            self.admit_peer(id, out);
         }
     }
 
-    /// Adds `id` to its room's admitted set with the ADD_PEER fan-out
+    /// Adds `id` to the admitted set with the ADD_PEER fan-out
     /// (spec/scene-multiplayer.md §3.2 step 3 and §6 item 2).
-    fn admit_peer(&mut self, id: i32, room: &RoomName) {
-        let existing = match self.rooms.get(room) {
-            Some(r) => r.admitted.clone(),
-            None => Vec::new(),
-        };
+    fn admit_peer(&mut self, id: i32, out: &mut dyn Out) {
         // spec/scene-multiplayer.md §3.5: ADD_PEER(new) to each admitted P, ADD_PEER(P) to new.
-        self.send_to_many(existing.clone(), protocol::add_peer(id));
-        for p in existing {
-            self.send(id, protocol::add_peer(p));
+        self.send(&self.admitted.clone(), protocol::add_peer(id), out);
+        for i in 0..self.admitted.len() {
+            let p = self.admitted[i];
+            self.send(&[id], protocol::add_peer(p), out);
         }
-        self.rooms
-            .entry(room.clone())
-            .or_default()
-            .admitted
-            .push(id);
-        tracing::info!(peer = id, %room, "peer admitted");
+        self.admitted.push(id);
+        tracing::debug!(peer = id, "peer admitted");
+        self.after_sends(out);
     }
 
-    /// Removes `id` from its room's admitted set and tells the others
+    /// Removes `id` from the admitted set and tells the others
     /// (spec/scene-multiplayer.md §3.3 and §6 item 7).
-    fn unadmit_peer(&mut self, id: i32, room: &RoomName) {
-        let others = match self.rooms.get_mut(room) {
-            Some(r) => {
-                r.admitted.retain(|&p| p != id);
-                r.admitted.clone()
-            }
-            None => Vec::new(),
-        };
-        self.send_to_many(others, protocol::del_peer(id));
+    fn unadmit_peer(&mut self, id: i32, out: &mut dyn Out) {
+        self.admitted.retain(|&p| p != id);
+        let others = std::mem::take(&mut self.scratch);
+        let mut others = others;
+        others.clear();
+        others.extend_from_slice(&self.admitted);
+        self.send(&others, protocol::del_peer(id), out);
+        self.scratch = others;
     }
 
     /// The transport reports peer `id` gone (closed by either side).
-    pub fn peer_left(&mut self, _now: Timestamp, id: i32) {
-        let Some(peer) = self.peers.remove(&id) else {
+    pub fn peer_left(&mut self, _now: Timestamp, id: i32, out: &mut dyn Out) {
+        let Some(state) = self.peers.remove(&id) else {
             return;
         };
-        match peer.state {
+        match state {
             // spec/scene-multiplayer.md §6 item 7: only admitted peers produce DEL_PEER.
-            PeerState::Admitted => self.unadmit_peer(id, &peer.room),
+            PeerState::Admitted => self.unadmit_peer(id, out),
             PeerState::Pending { deadline, .. } => {
-                self.stats.pending = self.stats.pending.saturating_sub(1);
                 if let Some(d) = deadline {
                     self.deadlines.remove(&(d, id));
                 }
             }
             PeerState::Closing => {}
         }
-        self.stats.peers = self.stats.peers.saturating_sub(1);
-        let key = peer.room.to_string();
-        if let Some(n) = self.stats.rooms.get_mut(&key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.stats.rooms.remove(&key);
-            }
-        }
-        if let Some(r) = self.rooms.get_mut(&peer.room) {
-            r.members = r.members.saturating_sub(1);
-            if r.members == 0 {
-                self.rooms.remove(&peer.room);
-            }
-        }
-        tracing::info!(peer = id, room = %peer.room, "peer left");
+        tracing::debug!(peer = id, "peer left");
+        self.after_sends(out);
     }
 
     /// Starts disconnecting `id`: stops routing to and from it, and if it was
     /// admitted sends DEL_PEER for it at once.
-    fn disconnect(&mut self, id: i32, code: u16, reason: &'static str) {
-        let Some(peer) = self.peers.get_mut(&id) else {
+    fn disconnect(&mut self, id: i32, code: u16, reason: &'static str, out: &mut dyn Out) {
+        let Some(state) = self.peers.get_mut(&id) else {
             return;
         };
-        let old = core::mem::replace(&mut peer.state, PeerState::Closing);
-        let room = peer.room.clone();
+        let old = std::mem::replace(state, PeerState::Closing);
         match old {
             PeerState::Closing => return,
-            PeerState::Admitted => self.unadmit_peer(id, &room),
+            PeerState::Admitted => self.unadmit_peer(id, out),
             PeerState::Pending { deadline, .. } => {
-                self.stats.pending = self.stats.pending.saturating_sub(1);
                 if let Some(d) = deadline {
                     self.deadlines.remove(&(d, id));
                 }
             }
         }
-        self.actions.push_back(Action::Disconnect {
-            peer: id,
-            code,
-            reason,
-        });
+        out.disconnect(id, code, reason);
     }
 
-    /// The glue could not queue a message for `peer` (its outbound queue is
-    /// full): the peer is disconnected with 1008 and counted as slow.
-    pub fn receiver_overflow(&mut self, _now: Timestamp, peer: i32) {
-        let closable = self
-            .peers
-            .get(&peer)
-            .is_some_and(|p| p.state != PeerState::Closing);
-        if closable {
-            self.stats.disconnected_slow += 1;
-            tracing::warn!(peer, "receiver too slow; disconnecting");
-            self.disconnect(peer, CLOSE_POLICY, "receiver too slow");
+    /// After sends: receivers whose queue was full are disconnected with
+    /// 1008 and counted as slow (which sends DEL_PEER, which may overflow
+    /// more receivers: repeated until none is left).
+    fn after_sends(&mut self, out: &mut dyn Out) {
+        loop {
+            let mut slow = std::mem::take(&mut self.overflowed);
+            out.take_overflowed(&mut slow);
+            if slow.is_empty() {
+                self.overflowed = slow;
+                return;
+            }
+            for &peer in &slow {
+                let closable = self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|s| *s != PeerState::Closing);
+                if closable {
+                    self.counters.slow_receiver();
+                    tracing::warn!(peer, "receiver too slow; disconnecting");
+                    self.disconnect(peer, CLOSE_POLICY, "receiver too slow", out);
+                }
+            }
+            slow.clear();
+            self.overflowed = slow;
         }
     }
 
     /// Disconnects peers still authenticating after `auth_timeout`
     /// (spec/scene-multiplayer.md §3.4 step 9).
-    pub fn handle_timeout(&mut self, now: Timestamp) {
+    pub fn handle_timeout(&mut self, now: Timestamp, out: &mut dyn Out) {
         while let Some(&(deadline, id)) = self.deadlines.first() {
             if deadline > now {
                 break;
             }
             self.deadlines.remove(&(deadline, id));
-            self.stats.auth_timed_out += 1;
+            self.counters.auth_timed_out();
             tracing::info!(peer = id, "authentication timed out");
             // spec/scene-multiplayer.md §3.4 step 9: Godot closes with 1000.
-            self.disconnect(id, CLOSE_NORMAL, "authentication timeout");
+            self.disconnect(id, CLOSE_NORMAL, "authentication timeout", out);
         }
+        self.after_sends(out);
     }
 
     /// The earliest time [`Relay::handle_timeout`] has work to do.
@@ -390,78 +295,25 @@ impl Relay {
         self.deadlines.first().map(|&(d, _)| d)
     }
 
-    /// The next action for the glue, in order.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
-    /// The counters as one JSON object, with `uptime_s` since `started_at`.
-    pub fn stats_json(&self, now: Timestamp) -> String {
-        let json = StatsJson {
-            uptime_s: now.saturating_duration_since(self.cfg.started_at).as_secs(),
-            stats: &self.stats,
-        };
-        serde_json::to_string(&json).unwrap_or_else(|_| String::from("{}"))
-    }
-
-    /// The room of a connected peer.
-    pub fn room_of(&self, id: i32) -> Option<&RoomName> {
-        self.peers.get(&id).map(|p| &p.room)
-    }
-
-    /// Whether `id` is admitted (receives and sends game traffic).
-    pub fn is_admitted(&self, id: i32) -> bool {
-        self.peers
-            .get(&id)
-            .is_some_and(|p| p.state == PeerState::Admitted)
-    }
-
-    /// The admitted peers of `room`, in admission order.
-    pub fn admitted_in(&self, room: &RoomName) -> &[i32] {
-        self.rooms.get(room).map_or(&[], |r| &r.admitted)
-    }
-
-    fn send(&mut self, to: i32, bytes: Bytes) {
-        self.stats.messages_out += 1;
-        self.stats.bytes_out += bytes.len() as u64;
-        self.actions.push_back(Action::Send { to, bytes });
-    }
-
-    fn send_to_many(&mut self, mut to: Vec<i32>, bytes: Bytes) {
-        match to.len() {
-            0 => {}
-            1 => {
-                if let Some(one) = to.pop() {
-                    self.send(one, bytes);
-                }
-            }
-            n => {
-                self.stats.messages_out += n as u64;
-                self.stats.bytes_out += (bytes.len() as u64).saturating_mul(n as u64);
-                self.actions.push_back(Action::SendMany { to, bytes });
-            }
+    fn send(&mut self, to: &[i32], bytes: Bytes, out: &mut dyn Out) {
+        if to.is_empty() {
+            return;
         }
+        self.counters.sent(to.len(), bytes.len());
+        out.send(to, &bytes);
     }
 
     fn drop_packet(&mut self, from: i32, reason: DropReason) {
-        tracing::debug!(peer = from, reason = reason.as_str(), "dropped packet");
-        self.stats.count_drop(reason);
+        tracing::trace!(peer = from, reason = reason.as_str(), "dropped packet");
+        self.counters.dropped(reason);
     }
 
     /// A packet (one WebSocket message) from peer `from`.
-    pub fn packet(&mut self, _now: Timestamp, from: i32, bytes: Bytes) {
-        self.stats.messages_in += 1;
-        self.stats.bytes_in += bytes.len() as u64;
-        let Some(peer) = self.peers.get(&from) else {
+    pub fn packet(&mut self, _now: Timestamp, from: i32, bytes: Bytes, out: &mut dyn Out) {
+        self.counters.received(bytes.len());
+        let Some(&state) = self.peers.get(&from) else {
             return self.drop_packet(from, DropReason::UnknownSender);
         };
-        let state = peer.state;
-        let room = peer.room.clone();
         let parsed = protocol::parse(&bytes);
         match state {
             PeerState::Closing => self.drop_packet(from, DropReason::SenderClosing),
@@ -469,7 +321,7 @@ impl Relay {
                 deadline,
                 local_done,
                 remote_done,
-            } => self.pending_packet(from, parsed, deadline, local_done, remote_done),
+            } => self.pending_packet(from, parsed, deadline, local_done, remote_done, out),
             PeerState::Admitted => match parsed {
                 Err(e) => self.drop_packet(from, parse_drop_reason(e)),
                 // spec/scene-multiplayer.md §3.4 step 8: AUTH after admission is ignored/rejected.
@@ -488,12 +340,15 @@ impl Relay {
                         // spec/scene-multiplayer.md §2: sys packets nested in a RELAY are invalid.
                         return self.drop_packet(from, DropReason::NestedSys);
                     }
-                    self.relay_packet(from, &room, target, bytes);
+                    self.relay_packet(from, target, bytes, out);
                 }
                 Ok(Packet::Direct(Command::SimplifyPath)) if self.cfg.answer_simplify_path => {
                     // spec/scene-multiplayer.md §6 item 5: confirm so the client caches the path.
                     match protocol::simplify_path_cache_id(&bytes) {
-                        Some(cache_id) => self.send(from, protocol::confirm_path(cache_id)),
+                        Some(cache_id) => {
+                            self.send(&[from], protocol::confirm_path(cache_id), out);
+                            self.after_sends(out);
+                        }
                         None => self.drop_packet(from, DropReason::ToServer),
                     }
                 }
@@ -511,6 +366,7 @@ impl Relay {
         deadline: Option<Timestamp>,
         mut local_done: bool,
         mut remote_done: bool,
+        out: &mut dyn Out,
     ) {
         match parsed {
             // spec/scene-multiplayer.md §3.4 step 6: `07 00` = the client completed.
@@ -527,14 +383,15 @@ impl Relay {
                 }
                 let token = self.cfg.auth_token.as_deref().unwrap_or_default();
                 if !constant_time_eq(data, token) {
-                    self.stats.auth_failed += 1;
+                    self.counters.auth_failed();
                     tracing::info!(peer = from, "wrong auth token; disconnecting");
-                    return self.disconnect(from, CLOSE_POLICY, "authentication failed");
+                    self.disconnect(from, CLOSE_POLICY, "authentication failed", out);
+                    return self.after_sends(out);
                 }
                 // spec/scene-multiplayer.md §6 item 3: send our completion once the
                 // data is accepted, without waiting for the client's.
                 local_done = true;
-                self.send(from, protocol::auth_complete());
+                self.send(&[from], protocol::auth_complete(), out);
             }
             // spec/scene-multiplayer.md §3.4 step 2: only AUTH while pending.
             Ok(_) | Err(ParseError::ShortRelay | ParseError::UnknownSys(_)) => {
@@ -543,55 +400,64 @@ impl Relay {
             Err(e) => return self.drop_packet(from, parse_drop_reason(e)),
         }
         if local_done && remote_done {
-            // spec/scene-multiplayer.md §3.4 step 7: admit after our `07 00` is queued.
             if let Some(d) = deadline {
                 self.deadlines.remove(&(d, from));
             }
-            self.stats.pending = self.stats.pending.saturating_sub(1);
-            let Some(peer) = self.peers.get_mut(&from) else {
-                return;
-            };
-            peer.state = PeerState::Admitted;
-            let room = peer.room.clone();
-            self.admit_peer(from, &room);
-        } else if let Some(peer) = self.peers.get_mut(&from) {
-            peer.state = PeerState::Pending {
-                deadline,
-                local_done,
-                remote_done,
-            };
+            self.counters.auth_ok();
+            if !out.admit_member(from) {
+                // The room filled up while this peer authenticated: a clean
+                // close the engine accepts (never 1013: it answers that 1002).
+                tracing::info!(peer = from, "room full after authentication; disconnecting");
+                self.peers.insert(from, PeerState::Admitted);
+                self.disconnect(from, CLOSE_NORMAL, "room full", out);
+                return self.after_sends(out);
+            }
+            // spec/scene-multiplayer.md §3.4 step 7: admit after our `07 00` is queued.
+            self.peers.insert(from, PeerState::Admitted);
+            self.admit_peer(from, out);
+        } else {
+            self.peers.insert(
+                from,
+                PeerState::Pending {
+                    deadline,
+                    local_done,
+                    remote_done,
+                },
+            );
+            self.after_sends(out);
         }
     }
 
     /// Forwards a RELAY from admitted peer `from` (spec/scene-multiplayer.md §4.2).
-    fn relay_packet(&mut self, from: i32, room: &RoomName, target: i32, bytes: Bytes) {
-        let admitted = self.admitted_in(room);
-        let receivers: Vec<i32> = match Target::from_id(target) {
+    fn relay_packet(&mut self, from: i32, target: i32, bytes: Bytes, out: &mut dyn Out) {
+        let mut receivers = std::mem::take(&mut self.scratch);
+        receivers.clear();
+        match Target::from_id(target) {
             // T > 0: that peer only, if admitted in this room (T == 1 never is); T == S echoes.
             Target::Peer(t) => {
-                if admitted.contains(&t) {
-                    vec![t]
+                if self.is_admitted(t) {
+                    receivers.push(t);
                 } else {
+                    self.scratch = receivers;
                     return self.drop_packet(from, DropReason::UnknownTarget);
                 }
             }
             // T == 0: every admitted peer except the sender.
-            Target::Broadcast => admitted.iter().copied().filter(|&p| p != from).collect(),
+            Target::Broadcast => receivers.extend(self.admitted.iter().filter(|&&p| p != from)),
             // T == -X: every admitted peer except the sender and X.
-            Target::AllExcept(x) => admitted
-                .iter()
-                .copied()
-                .filter(|&p| p != from && Some(p) != x)
-                .collect(),
-        };
-        if receivers.is_empty() {
-            return;
+            Target::AllExcept(x) => {
+                receivers.extend(self.admitted.iter().filter(|&&p| p != from && Some(p) != x))
+            }
         }
-        // spec/scene-multiplayer.md §4.2: only the id changes, destination → source.
-        match protocol::rewrite_relay_source(bytes, from) {
-            Some(out) => self.send_to_many(receivers, out),
-            None => self.drop_packet(from, DropReason::ShortRelay),
+        if !receivers.is_empty() {
+            // spec/scene-multiplayer.md §4.2: only the id changes, destination → source.
+            match protocol::rewrite_relay_source(bytes, from) {
+                Some(forward) => self.send(&receivers, forward, out),
+                None => self.drop_packet(from, DropReason::ShortRelay),
+            }
         }
+        self.scratch = receivers;
+        self.after_sends(out);
     }
 }
 

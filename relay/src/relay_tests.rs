@@ -1,25 +1,173 @@
 use super::*;
+use crate::rooms::RoomName;
+use crate::stats::Stats;
 use proptest::prelude::*;
+use std::collections::HashSet;
 
 const T0: Timestamp = Timestamp::ZERO;
+
+/// What the relay asked for, recorded in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Send {
+        to: i32,
+        bytes: Bytes,
+    },
+    SendMany {
+        to: Vec<i32>,
+        bytes: Bytes,
+    },
+    Disconnect {
+        peer: i32,
+        code: u16,
+        reason: &'static str,
+    },
+}
+
+/// An [`Out`] that records; peers in `full` have full queues; member slots
+/// are granted unless `room_full`.
+#[derive(Debug, Default)]
+struct Recorder {
+    actions: Vec<Action>,
+    full: HashSet<i32>,
+    overflowed: Vec<i32>,
+    room_full: bool,
+}
+
+impl Out for Recorder {
+    fn send(&mut self, to: &[i32], bytes: &Bytes) {
+        let ok: Vec<i32> = to
+            .iter()
+            .copied()
+            .filter(|t| !self.full.contains(t))
+            .collect();
+        self.overflowed
+            .extend(to.iter().copied().filter(|t| self.full.contains(t)));
+        match ok.len() {
+            0 => {}
+            1 => self.actions.push(Action::Send {
+                to: ok[0],
+                bytes: bytes.clone(),
+            }),
+            _ => self.actions.push(Action::SendMany {
+                to: ok,
+                bytes: bytes.clone(),
+            }),
+        }
+    }
+    fn disconnect(&mut self, peer: i32, code: u16, reason: &'static str) {
+        self.actions.push(Action::Disconnect { peer, code, reason });
+    }
+    fn take_overflowed(&mut self, into: &mut Vec<i32>) {
+        into.append(&mut self.overflowed);
+    }
+    fn admit_member(&mut self, _peer: i32) -> bool {
+        !self.room_full
+    }
+}
+
+/// Several rooms, each its own [`Relay`] (as the server runs them), and one
+/// recorder; counters shared as in the server.
+struct Harness {
+    cfg: Arc<RelayConfig>,
+    counters: Counters,
+    rooms: HashMap<RoomName, Relay>,
+    room_of: HashMap<i32, RoomName>,
+    out: Recorder,
+}
+
+impl Harness {
+    fn with(cfg: RelayConfig) -> Harness {
+        Harness {
+            cfg: Arc::new(cfg),
+            counters: Counters::standalone(),
+            rooms: HashMap::new(),
+            room_of: HashMap::new(),
+            out: Recorder::default(),
+        }
+    }
+
+    fn relay_of(&mut self, id: i32) -> Option<&mut Relay> {
+        let room = self.room_of.get(&id)?;
+        self.rooms.get_mut(room)
+    }
+
+    fn peer_joined(&mut self, now: Timestamp, id: i32, room: RoomName) {
+        let (cfg, counters) = (self.cfg.clone(), self.counters.clone());
+        self.room_of.insert(id, room.clone());
+        let relay = self
+            .rooms
+            .entry(room)
+            .or_insert_with(|| Relay::new(cfg, counters));
+        relay.peer_joined(now, id, false, &mut self.out);
+    }
+
+    fn packet(&mut self, now: Timestamp, from: i32, bytes: Bytes) {
+        let mut out = std::mem::take(&mut self.out);
+        match self.relay_of(from) {
+            Some(r) => r.packet(now, from, bytes, &mut out),
+            // Unknown to every room: the default room's relay counts it.
+            None => {
+                let (cfg, counters) = (self.cfg.clone(), self.counters.clone());
+                Relay::new(cfg, counters).packet(now, from, bytes, &mut out)
+            }
+        }
+        self.out = out;
+    }
+
+    fn peer_left(&mut self, now: Timestamp, id: i32) {
+        let mut out = std::mem::take(&mut self.out);
+        if let Some(r) = self.relay_of(id) {
+            r.peer_left(now, id, &mut out);
+        }
+        self.out = out;
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        let mut out = std::mem::take(&mut self.out);
+        for r in self.rooms.values_mut() {
+            r.handle_timeout(now, &mut out);
+        }
+        self.out = out;
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.rooms.values().filter_map(Relay::poll_timeout).min()
+    }
+
+    fn is_admitted(&self, id: i32) -> bool {
+        self.room_of
+            .get(&id)
+            .and_then(|room| self.rooms.get(room))
+            .is_some_and(|r| r.is_admitted(id))
+    }
+
+    fn admitted_in(&self, room: &RoomName) -> &[i32] {
+        self.rooms.get(room).map_or(&[], Relay::admitted)
+    }
+
+    fn stats(&self) -> Stats {
+        self.counters.set().snapshot()
+    }
+}
 
 fn room(path: &str) -> RoomName {
     RoomName::from_path(path).expect("room")
 }
 
-fn relay() -> Relay {
-    Relay::new(RelayConfig::default())
+fn relay() -> Harness {
+    Harness::with(RelayConfig::default())
 }
 
-fn auth_relay(token: &[u8]) -> Relay {
-    Relay::new(RelayConfig {
+fn auth_relay(token: &[u8]) -> Harness {
+    Harness::with(RelayConfig {
         auth_token: Some(token.to_vec()),
         ..RelayConfig::default()
     })
 }
 
-fn drain(r: &mut Relay) -> Vec<Action> {
-    std::iter::from_fn(|| r.poll_action()).collect()
+fn drain(r: &mut Harness) -> Vec<Action> {
+    std::mem::take(&mut r.out.actions)
 }
 
 /// Flattens actions into (receiver, bytes) deliveries in order; disconnects are skipped.
@@ -37,15 +185,12 @@ fn deliveries(actions: &[Action]) -> Vec<(i32, Vec<u8>)> {
     out
 }
 
-fn join(r: &mut Relay, id: i32, path: &str) -> Vec<(i32, Vec<u8>)> {
-    match r.admit(path) {
-        Admission::Accept { room } => r.peer_joined(T0, id, room),
-        other => panic!("not admitted: {other:?}"),
-    }
+fn join(r: &mut Harness, id: i32, path: &str) -> Vec<(i32, Vec<u8>)> {
+    r.peer_joined(T0, id, room(path));
     deliveries(&drain(r))
 }
 
-fn send(r: &mut Relay, from: i32, bytes: &[u8]) -> Vec<(i32, Vec<u8>)> {
+fn send(r: &mut Harness, from: i32, bytes: &[u8]) -> Vec<(i32, Vec<u8>)> {
     r.packet(T0, from, Bytes::copy_from_slice(bytes));
     deliveries(&drain(r))
 }
@@ -157,7 +302,7 @@ fn del_peer_on_leave_goes_to_the_others_only() {
     r.peer_left(T0, 3);
     r.peer_left(T0, 99);
     assert_eq!(drain(&mut r), vec![]);
-    assert_eq!(r.stats().peers, 2);
+    assert_eq!(r.admitted_in(&RoomName::default_room()), &[2, 4]);
 }
 
 #[test]
@@ -270,91 +415,8 @@ fn rooms_are_isolated() {
     assert_eq!(drain(&mut r), vec![]);
     r.peer_left(T0, 2);
     assert_eq!(deliveries(&drain(&mut r)), vec![(5, del(2))]);
-    let rooms: Vec<(&str, usize)> = r
-        .stats()
-        .rooms
-        .iter()
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
-    assert_eq!(rooms, vec![("/room/a", 1), ("/room/b", 1)]);
-}
-
-#[test]
-fn admission_404_and_503() {
-    let mut r = Relay::new(RelayConfig {
-        max_peers: 3,
-        room_max_peers: 2,
-        ..RelayConfig::default()
-    });
-    assert_eq!(
-        r.admit("/nope"),
-        Admission::Reject {
-            status: 404,
-            reason: "Not Found"
-        }
-    );
-    assert_eq!(
-        r.admit("/room/"),
-        Admission::Reject {
-            status: 404,
-            reason: "Not Found"
-        }
-    );
-    join(&mut r, 2, "/room/a");
-    join(&mut r, 3, "/room/a");
-    assert_eq!(
-        r.admit("/room/a"),
-        Admission::Reject {
-            status: 503,
-            reason: "room full"
-        }
-    );
-    join(&mut r, 4, "/room/b");
-    assert_eq!(
-        r.admit("/room/c"),
-        Admission::Reject {
-            status: 503,
-            reason: "relay full"
-        }
-    );
-    r.peer_left(T0, 2);
-    drain(&mut r);
-    assert_eq!(
-        r.admit("/room/a"),
-        Admission::Accept {
-            room: room("/room/a")
-        }
-    );
-}
-
-#[test]
-fn join_over_the_limit_after_admit_is_disconnected() {
-    let mut r = Relay::new(RelayConfig {
-        room_max_peers: 1,
-        ..RelayConfig::default()
-    });
-    let a = r.admit("/");
-    let b = r.admit("/");
-    for (id, adm) in [(2, a), (3, b)] {
-        let Admission::Accept { room } = adm else {
-            panic!("both admitted at upgrade time")
-        };
-        r.peer_joined(T0, id, room);
-    }
-    assert_eq!(
-        drain(&mut r),
-        vec![Action::Disconnect {
-            peer: 3,
-            code: CLOSE_TRY_AGAIN_LATER,
-            reason: "room full"
-        }]
-    );
-    assert!(!r.is_admitted(3));
-    assert_eq!(send(&mut r, 3, &raw_relay(2, b"hi")), vec![]);
-    r.peer_left(T0, 3);
-    assert_eq!(drain(&mut r), vec![], "no DEL_PEER for a refused peer");
-    assert_eq!(r.stats().refused_full, 1);
-    assert_eq!(r.stats().peers, 1);
+    assert_eq!(r.admitted_in(&room("/room/a")), &[5]);
+    assert_eq!(r.admitted_in(&room("/room/b")), &[3]);
 }
 
 #[test]
@@ -364,10 +426,10 @@ fn invalid_and_duplicate_ids_are_ignored() {
     r.peer_joined(T0, 0, RoomName::default_room());
     r.peer_joined(T0, -5, RoomName::default_room());
     join(&mut r, 2, "/");
-    r.peer_joined(T0, 2, room("/room/x"));
+    join(&mut r, 2, "/");
     assert_eq!(drain(&mut r), vec![]);
-    assert_eq!(r.stats().peers, 1);
-    assert_eq!(r.room_of(2), Some(&RoomName::default_room()));
+    assert_eq!(r.admitted_in(&RoomName::default_room()), &[2]);
+    assert_eq!(r.stats().joined_total, 1);
 }
 
 #[test]
@@ -429,7 +491,7 @@ fn simplify_path_is_confirmed_when_enabled() {
     assert_eq!(send(&mut r, 2, &simplify_path(1)[..37]), vec![]);
     assert_eq!(r.stats().dropped(DropReason::ToServer), 1);
 
-    let mut r = Relay::new(RelayConfig {
+    let mut r = Harness::with(RelayConfig {
         answer_simplify_path: false,
         ..RelayConfig::default()
     });
@@ -443,7 +505,6 @@ fn auth_accepted_client_completes_after_relay() {
     let mut r = auth_relay(b"secret");
     join(&mut r, 2, "/");
     assert!(!r.is_admitted(2));
-    assert_eq!(r.stats().pending, 1);
     // A pending peer gets nothing; a second one neither (no ADD_PEER between pending peers).
     assert_eq!(join(&mut r, 3, "/"), vec![]);
     // Client 2 sends its token: the relay completes at once, without waiting.
@@ -455,7 +516,7 @@ fn auth_accepted_client_completes_after_relay() {
     // Then the client's completion admits it (alone in the room: no ADD_PEER).
     assert_eq!(send(&mut r, 2, &[0x07, 0x00]), vec![]);
     assert!(r.is_admitted(2));
-    assert_eq!(r.stats().pending, 1);
+    assert!(!r.is_admitted(3));
     // Client 3 completes first, then sends its token: completion goes out before ADD_PEERs.
     assert_eq!(send(&mut r, 3, &[0x07, 0x00]), vec![]);
     assert_eq!(
@@ -463,7 +524,7 @@ fn auth_accepted_client_completes_after_relay() {
         vec![(3, vec![0x07, 0x00]), (2, add(3)), (3, add(2))]
     );
     assert!(r.is_admitted(3));
-    assert_eq!(r.stats().pending, 0);
+    assert_eq!(r.stats().auth_ok, 2);
     assert_eq!(r.poll_timeout(), None);
     // Now relaying works, and stray completions are ignored.
     assert_eq!(
@@ -486,7 +547,6 @@ fn pending_peer_may_only_send_auth() {
     r.peer_left(T0, 2);
     assert_eq!(drain(&mut r), vec![]);
     assert_eq!(r.poll_timeout(), None);
-    assert_eq!(r.stats().pending, 0);
 }
 
 #[test]
@@ -551,7 +611,7 @@ fn auth_timed_out() {
 
 #[test]
 fn auth_timeout_zero_means_no_timeout() {
-    let mut r = Relay::new(RelayConfig {
+    let mut r = Harness::with(RelayConfig {
         auth_token: Some(b"x".to_vec()),
         auth_timeout: Duration::ZERO,
         ..RelayConfig::default()
@@ -568,10 +628,15 @@ fn receiver_overflow_disconnects_and_sends_del_peer() {
     for id in [2, 3, 4] {
         join(&mut r, id, "/");
     }
-    r.receiver_overflow(T0, 3);
+    r.out.full.insert(3);
+    r.packet(T0, 2, Bytes::from(raw_relay(0, b"hi")));
     assert_eq!(
         drain(&mut r),
         vec![
+            Action::Send {
+                to: 4,
+                bytes: Bytes::from(raw_relay(2, b"hi"))
+            },
             Action::SendMany {
                 to: vec![2, 4],
                 bytes: protocol::del_peer(3)
@@ -584,8 +649,6 @@ fn receiver_overflow_disconnects_and_sends_del_peer() {
         ]
     );
     // Counted once; no more traffic to or from it; no second DEL when it leaves.
-    r.receiver_overflow(T0, 3);
-    r.receiver_overflow(T0, 99);
     assert_eq!(r.stats().disconnected_slow, 1);
     assert_eq!(send(&mut r, 2, &raw_relay(3, b"hi")), vec![]);
     assert_eq!(send(&mut r, 3, &raw_relay(0, b"hi")), vec![]);
@@ -593,45 +656,45 @@ fn receiver_overflow_disconnects_and_sends_del_peer() {
         send(&mut r, 2, &raw_relay(0, b"hi")),
         vec![(4, raw_relay(2, b"hi"))]
     );
+    assert_eq!(r.stats().disconnected_slow, 1);
     r.peer_left(T0, 3);
     assert_eq!(drain(&mut r), vec![]);
 }
 
 #[test]
-fn stats_json_fields() {
-    let mut r = Relay::new(RelayConfig {
-        started_at: Timestamp::from_millis(1000),
-        ..RelayConfig::default()
-    });
+fn a_full_room_after_authentication_closes_with_1000_never_1013() {
+    let mut r = auth_relay(b"k");
+    join(&mut r, 2, "/");
+    r.out.room_full = true;
+    send(&mut r, 2, b"\x07\x00k");
+    r.packet(T0, 2, Bytes::from_static(&[0x07, 0x00]));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::Disconnect {
+            peer: 2,
+            code: CLOSE_NORMAL,
+            reason: "room full"
+        }]
+    );
+    assert!(!r.is_admitted(2));
+}
+
+#[test]
+fn counters_follow_traffic() {
+    let mut r = relay();
     join(&mut r, 2, "/");
     join(&mut r, 3, "/room/x");
     join(&mut r, 4, "/room/x");
     send(&mut r, 3, &raw_relay(0, b"hi"));
     send(&mut r, 3, &[]);
-    r.receiver_overflow(T0, 2);
-    drain(&mut r);
-    let json: serde_json::Value =
-        serde_json::from_str(&r.stats_json(Timestamp::from_millis(6500))).expect("valid JSON");
-    assert_eq!(json["uptime_s"], 5);
-    assert_eq!(json["peers"], 3);
-    assert_eq!(json["pending"], 0);
-    assert_eq!(json["rooms"]["/"], 1);
-    assert_eq!(json["rooms"]["/room/x"], 2);
-    assert_eq!(json["messages_in"], 2);
+    let s = r.stats();
+    assert_eq!(s.messages_in, 2);
     // ADD_PEER(4) to 3, ADD_PEER(3) to 4, the relayed copy to 4.
-    assert_eq!(json["messages_out"], 3);
-    assert_eq!(json["bytes_in"], 9);
-    assert_eq!(json["bytes_out"], 6 + 6 + 9);
-    assert_eq!(json["dropped"]["empty"], 1);
-    assert_eq!(json["disconnected_slow"], 1);
-    for key in [
-        "auth_failed",
-        "auth_timed_out",
-        "joined_total",
-        "refused_full",
-    ] {
-        assert!(json.get(key).is_some(), "{key}");
-    }
+    assert_eq!(s.messages_out, 3);
+    assert_eq!(s.bytes_in, 9);
+    assert_eq!(s.bytes_out, 6 + 6 + 9);
+    assert_eq!(s.dropped(DropReason::Empty), 1);
+    assert_eq!(s.joined_total, 3);
 }
 
 #[test]
@@ -704,7 +767,7 @@ proptest! {
     #[test]
     fn relayed_packets_reach_exactly_the_intended_receivers(ops in proptest::collection::vec(op(), 1..80)) {
         let rooms = [room("/"), room("/room/a"), room("/room/b")];
-        let mut r = Relay::new(RelayConfig { max_peers: 1000, room_max_peers: 1000, ..RelayConfig::default() });
+        let mut r = relay();
         // Model: connected peers with their room, in join order.
         let mut model: Vec<(i32, usize)> = Vec::new();
         let mut views: HashMap<i32, ClientView> = HashMap::new();
@@ -789,7 +852,6 @@ proptest! {
                     }
                 }
             }
-            prop_assert_eq!(r.stats().peers, model.len());
         }
         // Every client's view equals the other members of its room.
         for (id, ri) in &model {

@@ -5,6 +5,8 @@
 //! - `/room/NAME` with NAME 1–64 characters of `[A-Za-z0-9_-]` → room NAME,
 //! - anything else → not found (HTTP 404).
 //!
+//! Slots and limits are in [`crate::admission`].
+//!
 //! A query string (`?…`) is ignored. Peers in different rooms never see each
 //! other: ADD_PEER, DEL_PEER and RELAY stay inside a room.
 
@@ -63,58 +65,6 @@ impl fmt::Display for RoomName {
     }
 }
 
-/// Peer limits of the relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Most peers connected to the relay at once (pending and admitted).
-    pub max_peers: usize,
-    /// Most peers in one room at once (pending and admitted).
-    pub room_max_peers: usize,
-}
-
-/// Why a connection cannot join.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// The path is not a room (HTTP 404).
-    NotFound,
-    /// The relay has `max_peers` peers (HTTP 503).
-    RelayFull,
-    /// The room has `room_max_peers` peers (HTTP 503).
-    RoomFull,
-}
-
-impl Refusal {
-    /// The HTTP status to answer the upgrade request with.
-    pub const fn status(self) -> u16 {
-        match self {
-            Refusal::NotFound => 404,
-            Refusal::RelayFull | Refusal::RoomFull => 503,
-        }
-    }
-
-    /// A short human-readable reason (also usable as HTTP reason phrase / body).
-    pub const fn reason(self) -> &'static str {
-        match self {
-            Refusal::NotFound => "Not Found",
-            Refusal::RelayFull => "relay full",
-            Refusal::RoomFull => "room full",
-        }
-    }
-}
-
-impl Limits {
-    /// Whether a new peer may join `room` given the current counts.
-    pub fn check(&self, total_peers: usize, room_peers: usize) -> Result<(), Refusal> {
-        if total_peers >= self.max_peers {
-            Err(Refusal::RelayFull)
-        } else if room_peers >= self.room_max_peers {
-            Err(Refusal::RoomFull)
-        } else {
-            Ok(())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,20 +112,5 @@ mod tests {
         ] {
             assert_eq!(RoomName::from_path(p), None, "{p:?}");
         }
-    }
-
-    #[test]
-    fn limits() {
-        let l = Limits {
-            max_peers: 3,
-            room_max_peers: 2,
-        };
-        assert_eq!(l.check(0, 0), Ok(()));
-        assert_eq!(l.check(2, 1), Ok(()));
-        assert_eq!(l.check(2, 2), Err(Refusal::RoomFull));
-        assert_eq!(l.check(3, 0), Err(Refusal::RelayFull));
-        assert_eq!(Refusal::NotFound.status(), 404);
-        assert_eq!(Refusal::RoomFull.status(), 503);
-        assert_eq!(Refusal::RelayFull.status(), 503);
     }
 }

@@ -1,40 +1,46 @@
-//! The network glue of the `wsmp-relay` program: a [`MultiplayerPeer`]
-//! (tokio adapter) driving the sans-IO [`Relay`].
+//! The network glue of the `wsmp-relay` program: a [`RoomServer`] (tokio
+//! adapter) whose rooms run the sans-IO [`Relay`].
 //!
-//! - The adapter accepts sockets, runs the WebSocket handshake, hands out
-//!   peer ids and sends the 4-byte id message (spec/websocket-peer.md §3.7).
-//! - The admission hook (synchronous, inside the adapter) answers every
-//!   HTTP request: upgrades go through [`Relay::admit`] (404 bad path, 503
-//!   full) and the `--allowed-origin` check (403); plain `GET`s get the demo
-//!   page ([`crate::web::asset`]) or `/stats`.
-//! - [`Server::run_until`] feeds adapter events and the auth timer into the
-//!   relay and carries out its [`Action`]s.
-//!
-//! `--max-pending-per-ip` is enforced by the adapter at TCP accept
-//! ([`MultiplayerPeer::set_max_pending_per_ip`]): an address that already has
-//! that many unfinished handshakes gets its new connection closed at once.
-//!
-//! Locking: the hook runs with the adapter's lock held and then takes the
-//! relay's lock, so the relay loop never calls into the adapter while it holds
-//! the relay's lock (it drains the actions first).
+//! - Every socket has its own task (the tokio adapter's engine): TLS, the
+//!   HTTP request and the admission decision run there with no lock other
+//!   connections share. [`RelayRooms::admit`] answers plain `GET`s (demo
+//!   page, `/stats`), checks `--allowed-origin` (403), maps the path to a
+//!   room (404) and reserves the peer's slots ([`Admission`]: 503 full, 429
+//!   too many connections from one address) before the `101`.
+//! - Each room is its own core `Host` behind its own lock, with one
+//!   [`Relay`]: a packet read by a peer's task is forwarded by that task,
+//!   inside its room's critical section (encoded once, queued by reference to
+//!   every receiver), and the receivers' tasks are woken to write everything
+//!   queued for them. Rooms are served by every worker thread at once;
+//!   nothing on the data path takes a process-wide lock.
+//! - Counters are striped atomics ([`crate::stats`]); logs go through a
+//!   non-blocking writer, so no log line is written to stderr while a lock
+//!   is held.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wsmp_core::Timestamp;
+use wsmp_core::connection::{SendErrorKind, SharedFrame};
+use wsmp_core::frame::OpCode;
 use wsmp_tokio::{
-    AcceptOptions, CloseCode, Config, Decision, HostEvent, HostSendError, HttpResponse,
-    MultiplayerPeer, PeerId, Request, Target, TlsServerOptions,
+    AcceptOptions, Admit, CloseCode, Config, ConnInfo, HandshakeOutcome, Host, HostEvent,
+    HttpResponse, PeerId, Request, Room, RoomServer, RoomServerOptions, Rooms, Timestamp,
+    TlsServerOptions,
 };
 
+use crate::admission::{Admission, IpKey, Refusal, Ticket};
 use crate::cli::{Args, LogFormat};
-use crate::relay::{Action, Admission, Relay};
+use crate::relay::{Out, Relay, RelayConfig};
 use crate::rooms::RoomName;
+use crate::stats::{CounterSet, Counters, DropReason};
 
 /// How long a graceful shutdown waits for closing handshakes.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,43 +60,318 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// State shared by the admission hook and the relay loop.
-struct Inner {
+/// How handshakes ended (for `/stats`).
+#[derive(Debug, Default)]
+struct HandshakeCounts {
+    accepted: AtomicU64,
+    timeouts: AtomicU64,
+    tls_failures: AtomicU64,
+    closed: AtomicU64,
+    refused: AtomicU64,
+    /// HTTP answers by status (plain GETs, refusals, bad requests).
+    responses: Mutex<std::collections::BTreeMap<u16, u64>>,
+}
+
+/// The relay's rooms: admission and room creation (see the module docs).
+pub struct RelayRooms {
+    cfg: Arc<RelayConfig>,
+    admission: Arc<Admission>,
+    counters: Arc<CounterSet>,
+    allowed_origins: Vec<String>,
+    no_stats: bool,
+    started: Instant,
+    handshakes: HandshakeCounts,
+}
+
+impl std::fmt::Debug for RelayRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayRooms").finish_non_exhaustive()
+    }
+}
+
+impl RelayRooms {
+    /// The counters as one JSON object (what `GET /stats` answers): traffic
+    /// counters, current peers per room, handshake outcomes, `uptime_s`.
+    pub fn stats_json(&self) -> String {
+        let load = self.admission.load();
+        let stats = self.counters.snapshot();
+        let rooms: std::collections::BTreeMap<&str, usize> = load
+            .rooms
+            .iter()
+            .map(|(k, r)| (k.as_str(), r.members + r.pending))
+            .collect();
+        let h = &self.handshakes;
+        let responses = h
+            .responses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect::<std::collections::BTreeMap<_, _>>();
+        let json = serde_json::json!({
+            "uptime_s": self.started.elapsed().as_secs(),
+            "peers": load.peers,
+            "pending": load.pending,
+            "rooms": rooms,
+            "messages_in": stats.messages_in,
+            "messages_out": stats.messages_out,
+            "bytes_in": stats.bytes_in,
+            "bytes_out": stats.bytes_out,
+            "dropped": stats.dropped,
+            "disconnects": stats.disconnects,
+            "disconnected_slow": stats.disconnected_slow,
+            "joined_total": stats.joined_total,
+            "auth_ok": stats.auth_ok,
+            "auth_failed": stats.auth_failed,
+            "auth_timed_out": stats.auth_timed_out,
+            "handshakes": {
+                "accepted": h.accepted.load(Relaxed),
+                "timeout": h.timeouts.load(Relaxed),
+                "tls_failure": h.tls_failures.load(Relaxed),
+                "closed": h.closed.load(Relaxed),
+                "refused": h.refused.load(Relaxed),
+                "responses": responses,
+            },
+        });
+        json.to_string()
+    }
+
+    fn refuse(&self, info: &ConnInfo, req: &Request, refusal: Refusal) -> Admit<RoomName, Ticket> {
+        tracing::info!(peer = %info.id, path = %req.path, status = refusal.status(), reason = refusal.reason(), "upgrade refused");
+        let mut response = HttpResponse::text(refusal.status(), &format!("{}\n", refusal.reason()));
+        if refusal.status() == 503 || refusal.status() == 429 {
+            // RFC 9110 §10.2.3: when to try again.
+            response.headers.push(("Retry-After".into(), "5".into()));
+        }
+        Admit::Respond(response)
+    }
+}
+
+/// Whether an upgrade's `Origin` is acceptable: no list, no header (game
+/// clients send none), or listed (ASCII case-insensitive, RFC 6454 §6.2
+/// serializes scheme and host in lower case).
+fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+    match origin {
+        _ if allowed.is_empty() => true,
+        None => true,
+        Some(o) => allowed.iter().any(|a| a.eq_ignore_ascii_case(o.trim())),
+    }
+}
+
+fn respond(status: u16, content_type: &str, body: Bytes) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: vec![
+            ("Content-Type".into(), content_type.into()),
+            ("Cache-Control".into(), "no-store".into()),
+        ],
+        body,
+    }
+}
+
+impl Rooms for RelayRooms {
+    type Key = RoomName;
+    type Room = RelayRoom;
+
+    fn admit(&self, info: &ConnInfo, req: &Request) -> Admit<RoomName, Ticket> {
+        if req.is_upgrade {
+            if !origin_allowed(&self.allowed_origins, req.header("Origin")) {
+                tracing::info!(peer = %info.id, origin = ?req.header("Origin"), "origin not allowed");
+                return Admit::Respond(HttpResponse::text(403, "origin not allowed\n"));
+            }
+            let Some(room) = RoomName::from_path(&req.path) else {
+                return self.refuse(info, req, Refusal::NotFound);
+            };
+            let pending_auth = self.cfg.auth_required();
+            return match self
+                .admission
+                .reserve(&room, IpKey::of(info.remote.ip()), pending_auth)
+            {
+                Ok(ticket) => Admit::Join {
+                    room,
+                    ticket,
+                    options: AcceptOptions::default(),
+                },
+                Err(refusal) => self.refuse(info, req, refusal),
+            };
+        }
+        if req.method != "GET" {
+            let mut r = HttpResponse::text(405, "method not allowed\n");
+            r.headers.push(("Allow".into(), "GET".into()));
+            return Admit::Respond(r);
+        }
+        if req.path_only() == "/stats" && !self.no_stats {
+            return Admit::Respond(respond(
+                200,
+                "application/json",
+                Bytes::from(self.stats_json()),
+            ));
+        }
+        Admit::Respond(match crate::web::asset(&req.path) {
+            Some((content_type, body)) => respond(200, content_type, Bytes::from_static(body)),
+            None => HttpResponse::text(404, "Not Found\n"),
+        })
+    }
+
+    fn open_room(&self, key: &RoomName) -> RelayRoom {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let counters = self.counters.handle(h.finish());
+        RelayRoom {
+            relay: Relay::new(self.cfg.clone(), counters.clone()),
+            tickets: HashMap::new(),
+            counters,
+            overflowed: Vec::new(),
+        }
+    }
+
+    fn handshake_ended(&self, info: &ConnInfo, outcome: HandshakeOutcome) {
+        let h = &self.handshakes;
+        match outcome {
+            HandshakeOutcome::Accepted => h.accepted.fetch_add(1, Relaxed),
+            HandshakeOutcome::Timeout => h.timeouts.fetch_add(1, Relaxed),
+            HandshakeOutcome::Tls => h.tls_failures.fetch_add(1, Relaxed),
+            HandshakeOutcome::Closed => h.closed.fetch_add(1, Relaxed),
+            HandshakeOutcome::Refused => h.refused.fetch_add(1, Relaxed),
+            HandshakeOutcome::Responded(status) => {
+                *h.responses
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(status)
+                    .or_insert(0) += 1;
+                0
+            }
+        };
+        if outcome != HandshakeOutcome::Accepted {
+            tracing::debug!(peer = %info.id, remote = %info.remote, ?outcome, "handshake ended");
+        }
+    }
+}
+
+/// One room: the relay logic and the slot reservations of its peers.
+pub struct RelayRoom {
     relay: Relay,
-    /// Room chosen at admission, until the peer's `PeerConnected` (keyed by
-    /// the id the adapter gives the pending peer), with the admission time.
-    pending_rooms: HashMap<PeerId, (RoomName, Instant)>,
+    tickets: HashMap<i32, Ticket>,
+    counters: Counters,
+    overflowed: Vec<i32>,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
-    epoch: Instant,
-    /// Entries of `pending_rooms` older than this are dropped (their
-    /// connection failed between admission and `PeerConnected`).
-    pending_ttl: Duration,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn now(&self) -> Timestamp {
-        Timestamp::from_duration(self.epoch.elapsed())
+impl std::fmt::Debug for RelayRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayRoom")
+            .field("peers", &self.relay.peer_count())
+            .finish_non_exhaustive()
     }
 }
 
-/// A bound, not yet running relay server.
+/// The relay's output on the room's host.
+struct HostOut<'a> {
+    host: &'a mut Host,
+    now: Timestamp,
+    tickets: &'a mut HashMap<i32, Ticket>,
+    overflowed: &'a mut Vec<i32>,
+    counters: &'a Counters,
+}
+
+impl Out for HostOut<'_> {
+    fn send(&mut self, to: &[i32], bytes: &Bytes) {
+        // Encoded once; every receiver's queue holds the same frame.
+        let frame = SharedFrame::unmasked(OpCode::Binary, bytes.clone());
+        let report = self
+            .host
+            .send_shared_to(&frame, to.iter().filter_map(|&id| PeerId::new(id)));
+        for (id, kind) in report.failed {
+            match kind {
+                SendErrorKind::QueueFull => self.overflowed.push(id.get()),
+                // Larger than the receiver may be sent: never deliverable.
+                SendErrorKind::TooLarge => self.counters.dropped(DropReason::TooLarge),
+                // Leaving already: its PeerDisconnected is on the way.
+                _ => {}
+            }
+        }
+    }
+
+    fn disconnect(&mut self, peer: i32, code: u16, reason: &'static str) {
+        if let Some(id) = PeerId::new(peer) {
+            let _ = self
+                .host
+                .disconnect_peer_with(self.now, id, CloseCode(code), reason);
+        }
+    }
+
+    fn take_overflowed(&mut self, into: &mut Vec<i32>) {
+        into.append(self.overflowed);
+    }
+
+    fn admit_member(&mut self, peer: i32) -> bool {
+        self.tickets
+            .get_mut(&peer)
+            .is_some_and(|t| t.promote().is_ok())
+    }
+}
+
+impl Room for RelayRoom {
+    type Ticket = Ticket;
+
+    fn joined(&mut self, id: PeerId, ticket: Ticket) {
+        self.tickets.insert(id.get(), ticket);
+    }
+
+    fn on_events(&mut self, host: &mut Host, now: Timestamp) {
+        while let Some(event) = host.poll_event() {
+            let mut out = HostOut {
+                host,
+                now,
+                tickets: &mut self.tickets,
+                overflowed: &mut self.overflowed,
+                counters: &self.counters,
+            };
+            match event {
+                HostEvent::PeerConnected(id) => {
+                    let member = out.tickets.get(&id.get()).is_some_and(Ticket::is_member);
+                    self.relay.peer_joined(now, id.get(), member, &mut out);
+                }
+                HostEvent::PeerDisconnected { peer, info } => {
+                    let code = info.map_or(CloseCode::ABNORMAL.0, |i| i.code.0);
+                    self.counters.disconnected(code);
+                    self.relay.peer_left(now, peer.get(), &mut out);
+                    // Dropping the ticket releases the peer's slots.
+                    self.tickets.remove(&peer.get());
+                }
+                HostEvent::Packet { from, data } => {
+                    self.relay.packet(now, from.get(), data, &mut out);
+                }
+                HostEvent::Request { .. } | HostEvent::ConnectFailed(_) => {}
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.relay.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, host: &mut Host, now: Timestamp) {
+        let mut out = HostOut {
+            host,
+            now,
+            tickets: &mut self.tickets,
+            overflowed: &mut self.overflowed,
+            counters: &self.counters,
+        };
+        self.relay.handle_timeout(now, &mut out);
+    }
+}
+
+/// A bound, running relay server.
 pub struct Server {
-    peer: MultiplayerPeer,
-    shared: Arc<Shared>,
+    rooms: RoomServer<RelayRooms>,
     no_stats: bool,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("local_addrs", &self.peer.local_addrs())
+            .field("local_addrs", &self.rooms.local_addrs())
             .finish_non_exhaustive()
     }
 }
@@ -133,244 +414,82 @@ impl Server {
                     .map_err(|e| StartError(format!("cannot listen on {a}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let epoch = Instant::now();
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                relay: Relay::new(args.relay_config(Timestamp::ZERO)),
-                pending_rooms: HashMap::new(),
-            }),
-            epoch,
-            pending_ttl: args.handshake_timeout + Duration::from_secs(30),
-        });
-        let mut peer = MultiplayerPeer::new();
-        peer.config = peer_config(args);
-        peer.set_max_pending_per_ip(Some(args.max_pending_per_ip));
-        peer.set_peer_admission_hook(admission_hook(
-            shared.clone(),
-            args.allowed_origins.clone(),
-            args.no_stats,
-        ));
-        peer.create_server_on(listeners, tls)
+        let rooms = RelayRooms {
+            cfg: Arc::new(args.relay_config()),
+            admission: Admission::new(args.limits()),
+            counters: Arc::new(CounterSet::default()),
+            allowed_origins: args.allowed_origins.clone(),
+            no_stats: args.no_stats,
+            started: Instant::now(),
+            handshakes: HandshakeCounts::default(),
+        };
+        let options = RoomServerOptions {
+            config: peer_config(args),
+            tls,
+            max_pending_per_ip: Some(args.max_pending_per_ip),
+        };
+        let rooms = RoomServer::start(rooms, listeners, options)
             .map_err(|e| StartError(format!("cannot start the server: {e}")))?;
         Ok(Server {
-            peer,
-            shared,
+            rooms,
             no_stats: args.no_stats,
         })
     }
 
     /// The bound addresses (real ports), in `--listen` order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
-        self.peer.local_addrs()
+        self.rooms.local_addrs()
     }
 
     /// The current counters as JSON (what `GET /stats` answers).
     pub fn stats_json(&self) -> String {
-        let now = self.shared.now();
-        self.shared.lock().relay.stats_json(now)
+        self.rooms.rooms().stats_json()
     }
 
-    /// Runs the relay until `shutdown` resolves, then closes every
-    /// connection gracefully (close frame 1001, bounded wait).
-    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) {
+    /// Serves until `shutdown` resolves, then closes every connection
+    /// gracefully (close frame 1001, bounded wait).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stats_tick = tokio::time::interval_at(
             tokio::time::Instant::now() + STATS_LOG_INTERVAL,
             STATS_LOG_INTERVAL,
         );
         loop {
-            let deadline = self.shared.lock().relay.poll_timeout();
-            let epoch = self.shared.epoch;
-            let timer = async move {
-                match deadline {
-                    Some(t) => tokio::time::sleep_until((epoch + t.as_duration()).into()).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
             tokio::select! {
-                biased;
                 () = &mut shutdown => break,
-                event = self.peer.next_event() => match event {
-                    Some(event) => self.on_event(event),
-                    None => break,
-                },
-                () = timer => {
-                    let now = self.shared.now();
-                    self.shared.lock().relay.handle_timeout(now);
-                }
                 _ = stats_tick.tick(), if !self.no_stats => {
                     tracing::info!(stats = %self.stats_json(), "stats");
                 }
             }
-            self.run_actions();
         }
         tracing::info!("shutting down");
-        self.peer.shutdown(SHUTDOWN_TIMEOUT).await;
+        self.rooms.shutdown(SHUTDOWN_TIMEOUT).await;
     }
-
-    fn on_event(&mut self, event: HostEvent) {
-        let now = self.shared.now();
-        let mut inner = self.shared.lock();
-        match event {
-            HostEvent::PeerConnected(id) => match inner.pending_rooms.remove(&id) {
-                Some((room, _)) => inner.relay.peer_joined(now, id.get(), room),
-                None => {
-                    // Not admitted by our hook: cannot happen with a hook installed.
-                    drop(inner);
-                    tracing::warn!(peer = %id, "connected without an admission; closing");
-                    let _ = self
-                        .peer
-                        .disconnect_peer_with(id, CloseCode(1011), "internal error");
-                }
-            },
-            HostEvent::PeerDisconnected { peer, info } => {
-                tracing::debug!(%peer, ?info, "peer disconnected");
-                inner.pending_rooms.remove(&peer);
-                inner.relay.peer_left(now, peer.get());
-            }
-            HostEvent::Packet { from, data } => inner.relay.packet(now, from.get(), data),
-            HostEvent::Request { .. } | HostEvent::ConnectFailed(_) => {}
-        }
-    }
-
-    /// Carries out the relay's actions, feeding full queues back as
-    /// `receiver_overflow` until nothing is left.
-    fn run_actions(&mut self) {
-        loop {
-            let actions: Vec<Action> = {
-                let mut inner = self.shared.lock();
-                std::iter::from_fn(|| inner.relay.poll_action()).collect()
-            };
-            if actions.is_empty() {
-                return;
-            }
-            let mut overflowed = Vec::new();
-            for action in actions {
-                match action {
-                    Action::Send { to, bytes } => self.send(to, bytes, &mut overflowed),
-                    Action::SendMany { to, bytes } => {
-                        for t in to {
-                            // A shared `Bytes` clone: no copy of the payload.
-                            self.send(t, bytes.clone(), &mut overflowed);
-                        }
-                    }
-                    Action::Disconnect { peer, code, reason } => {
-                        let Some(id) = PeerId::new(peer) else {
-                            continue;
-                        };
-                        if let Err(e) = self.peer.disconnect_peer_with(id, CloseCode(code), reason)
-                        {
-                            tracing::debug!(peer, error = %e, "disconnect of a peer already gone");
-                        }
-                    }
-                }
-            }
-            if !overflowed.is_empty() {
-                let now = self.shared.now();
-                let mut inner = self.shared.lock();
-                for id in overflowed {
-                    inner.relay.receiver_overflow(now, id);
-                }
-            }
-        }
-    }
-
-    fn send(&mut self, to: i32, bytes: Bytes, overflowed: &mut Vec<i32>) {
-        let Some(id) = PeerId::new(to) else { return };
-        match self.peer.send(Target::Peer(id), bytes) {
-            Ok(_) => {}
-            Err(HostSendError::QueueFull(..)) => overflowed.push(to),
-            // Leaving: its PeerDisconnected is on the way.
-            Err(HostSendError::UnknownPeer(..)) => {}
-            Err(e) => tracing::debug!(peer = to, error = %e, "send failed"),
-        }
-    }
-}
-
-/// Whether an upgrade's `Origin` is acceptable: no list, no header (game
-/// clients send none), or listed (ASCII case-insensitive, RFC 6454 §6.2
-/// serializes scheme and host in lower case).
-fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
-    match origin {
-        _ if allowed.is_empty() => true,
-        None => true,
-        Some(o) => allowed.iter().any(|a| a.eq_ignore_ascii_case(o.trim())),
-    }
-}
-
-fn respond(status: u16, content_type: &str, body: Bytes) -> Decision {
-    Decision::Respond(HttpResponse {
-        status,
-        headers: vec![
-            ("Content-Type".into(), content_type.into()),
-            ("Cache-Control".into(), "no-store".into()),
-        ],
-        body,
-    })
-}
-
-fn admission_hook(
-    shared: Arc<Shared>,
-    allowed_origins: Vec<String>,
-    no_stats: bool,
-) -> wsmp_tokio::PeerAdmissionHook {
-    Arc::new(move |id: PeerId, req: &Request| -> Decision {
-        if req.is_upgrade {
-            if !origin_allowed(&allowed_origins, req.header("Origin")) {
-                tracing::info!(peer = %id, origin = ?req.header("Origin"), "origin not allowed");
-                return Decision::Respond(HttpResponse::text(403, "origin not allowed\n"));
-            }
-            let mut inner = shared.lock();
-            return match inner.relay.admit(&req.path) {
-                Admission::Accept { room } => {
-                    let now = Instant::now();
-                    if inner.pending_rooms.len() >= 1024 {
-                        let ttl = shared.pending_ttl;
-                        inner
-                            .pending_rooms
-                            .retain(|_, (_, at)| now.duration_since(*at) < ttl);
-                    }
-                    inner.pending_rooms.insert(id, (room, now));
-                    Decision::Accept(AcceptOptions::default())
-                }
-                Admission::Reject { status, reason } => {
-                    tracing::info!(peer = %id, path = %req.path, status, reason, "upgrade refused");
-                    Decision::Respond(HttpResponse::text(status, &format!("{reason}\n")))
-                }
-            };
-        }
-        if req.method != "GET" {
-            let mut r = HttpResponse::text(405, "method not allowed\n");
-            r.headers.push(("Allow".into(), "GET".into()));
-            return Decision::Respond(r);
-        }
-        if req.path_only() == "/stats" && !no_stats {
-            let now = shared.now();
-            let json = shared.lock().relay.stats_json(now);
-            return respond(200, "application/json", Bytes::from(json));
-        }
-        match crate::web::asset(&req.path) {
-            Some((content_type, body)) => respond(200, content_type, Bytes::from_static(body)),
-            None => Decision::Respond(HttpResponse::text(404, "Not Found\n")),
-        }
-    })
 }
 
 /// Sets up logging to stderr: `RUST_LOG` filters (default `info`), human
-/// lines or one JSON object per line.
-pub fn init_logging(format: LogFormat) {
+/// lines or one JSON object per line. Lines go through a non-blocking
+/// writer (a background thread writes them), so no thread ever waits for
+/// stderr while it holds a lock; keep the returned guard alive until exit
+/// (it flushes what is left).
+pub fn init_logging(format: LogFormat) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    if let Err(e) = result {
-        eprintln!("logging already initialised: {e}");
+    match result {
+        Ok(()) => Some(guard),
+        Err(e) => {
+            eprintln!("logging already initialised: {e}");
+            None
+        }
     }
 }
 

@@ -1,6 +1,15 @@
-//! Relay counters, served as JSON.
+//! Relay counters: updated by every room from every worker thread without a
+//! shared lock, summed when they are read (`/stats`, `/metrics`).
+//!
+//! Counters live in [`STRIPES`] cache-line-aligned stripes of atomics; each
+//! room counts into the stripe its key hashes to, so rooms served by
+//! different threads rarely touch the same cache line, and a reader sums the
+//! stripes. Counters only grow: a room that goes away leaves its counts in
+//! its stripe.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -33,9 +42,28 @@ pub enum DropReason {
     UnknownTarget,
     /// Commands 0–6 sent to the relay itself (spec/scene-multiplayer.md §6 item 5).
     ToServer,
+    /// A forwarded copy larger than a receiver's `outbound_buffer_size`.
+    TooLarge,
 }
 
 impl DropReason {
+    /// Every reason, in a fixed order.
+    pub const ALL: [DropReason; 13] = [
+        DropReason::Empty,
+        DropReason::UnknownSender,
+        DropReason::SenderClosing,
+        DropReason::NotAuthenticated,
+        DropReason::AuthUnexpected,
+        DropReason::SysFromClient,
+        DropReason::UnknownSys,
+        DropReason::ShortSys,
+        DropReason::ShortRelay,
+        DropReason::NestedSys,
+        DropReason::UnknownTarget,
+        DropReason::ToServer,
+        DropReason::TooLarge,
+    ];
+
     /// The stable name used in stats.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -51,20 +79,170 @@ impl DropReason {
             DropReason::NestedSys => "nested_sys",
             DropReason::UnknownTarget => "unknown_target",
             DropReason::ToServer => "to_server",
+            DropReason::TooLarge => "too_large",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Close codes counted one by one in [`Stats::disconnects`]; others are
+/// counted as `other`.
+const CLOSE_CODES: [u16; 12] = [
+    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1015,
+];
+
+/// Number of stripes.
+pub const STRIPES: usize = 16;
+
+/// One stripe of counters (own cache lines).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe {
+    messages_in: AtomicU64,
+    bytes_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_out: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    /// By [`CLOSE_CODES`] index; the last slot is "other".
+    disconnects: [AtomicU64; CLOSE_CODES.len() + 1],
+    joined: AtomicU64,
+    slow_receivers: AtomicU64,
+    auth_ok: AtomicU64,
+    auth_failed: AtomicU64,
+    auth_timed_out: AtomicU64,
+}
+
+/// The relay's counters (see the [module docs](self)).
+#[derive(Debug, Default)]
+pub struct CounterSet {
+    stripes: [Stripe; STRIPES],
+}
+
+/// A handle that counts into one stripe of a [`CounterSet`].
+#[derive(Debug, Clone)]
+pub struct Counters {
+    set: Arc<CounterSet>,
+    stripe: usize,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
+
+impl CounterSet {
+    /// A handle counting into the stripe chosen by `seed` (e.g. a hash of
+    /// the room's name).
+    pub fn handle(self: &Arc<Self>, seed: u64) -> Counters {
+        Counters {
+            set: self.clone(),
+            stripe: (seed % STRIPES as u64) as usize,
+        }
+    }
+
+    /// The sum of every stripe.
+    pub fn snapshot(&self) -> Stats {
+        let sum = |f: &dyn Fn(&Stripe) -> &AtomicU64| -> u64 {
+            self.stripes.iter().map(|s| f(s).load(Relaxed)).sum()
+        };
+        let mut dropped = BTreeMap::new();
+        for reason in DropReason::ALL {
+            let n = sum(&|s: &Stripe| &s.dropped[reason.index()]);
+            if n > 0 {
+                dropped.insert(reason.as_str(), n);
+            }
+        }
+        let mut disconnects = BTreeMap::new();
+        for i in 0..=CLOSE_CODES.len() {
+            let n = sum(&|s: &Stripe| &s.disconnects[i]);
+            if n > 0 {
+                let key = CLOSE_CODES
+                    .get(i)
+                    .map_or_else(|| "other".to_string(), u16::to_string);
+                disconnects.insert(key, n);
+            }
+        }
+        Stats {
+            messages_in: sum(&|s| &s.messages_in),
+            bytes_in: sum(&|s| &s.bytes_in),
+            messages_out: sum(&|s| &s.messages_out),
+            bytes_out: sum(&|s| &s.bytes_out),
+            dropped,
+            disconnects,
+            joined_total: sum(&|s| &s.joined),
+            disconnected_slow: sum(&|s| &s.slow_receivers),
+            auth_ok: sum(&|s| &s.auth_ok),
+            auth_failed: sum(&|s| &s.auth_failed),
+            auth_timed_out: sum(&|s| &s.auth_timed_out),
         }
     }
 }
 
-/// Counters of a [`crate::Relay`]. Gauges (`peers`, `pending`, `rooms`) are
-/// current values; the rest count since start.
+impl Counters {
+    /// A fresh set with one handle (tests, single rooms).
+    pub fn standalone() -> Counters {
+        Arc::new(CounterSet::default()).handle(0)
+    }
+
+    fn s(&self) -> &Stripe {
+        &self.set.stripes[self.stripe]
+    }
+
+    /// The set this handle counts into.
+    pub fn set(&self) -> &Arc<CounterSet> {
+        &self.set
+    }
+
+    pub(crate) fn received(&self, bytes: usize) {
+        add(&self.s().messages_in, 1);
+        add(&self.s().bytes_in, bytes as u64);
+    }
+
+    pub(crate) fn sent(&self, receivers: usize, bytes: usize) {
+        add(&self.s().messages_out, receivers as u64);
+        add(&self.s().bytes_out, (receivers * bytes) as u64);
+    }
+
+    /// A packet (or one forwarded copy) was dropped.
+    pub fn dropped(&self, reason: DropReason) {
+        add(&self.s().dropped[reason.index()], 1);
+    }
+
+    /// A peer's connection ended with this close code (sent or received).
+    pub fn disconnected(&self, code: u16) {
+        let i = CLOSE_CODES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(CLOSE_CODES.len());
+        add(&self.s().disconnects[i], 1);
+    }
+
+    pub(crate) fn joined(&self) {
+        add(&self.s().joined, 1);
+    }
+
+    pub(crate) fn slow_receiver(&self) {
+        add(&self.s().slow_receivers, 1);
+    }
+
+    pub(crate) fn auth_ok(&self) {
+        add(&self.s().auth_ok, 1);
+    }
+
+    pub(crate) fn auth_failed(&self) {
+        add(&self.s().auth_failed, 1);
+    }
+
+    pub(crate) fn auth_timed_out(&self) {
+        add(&self.s().auth_timed_out, 1);
+    }
+}
+
+/// The counters at one moment (sums since start).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
-    /// Connected peers (pending and admitted).
-    pub peers: usize,
-    /// Peers still authenticating.
-    pub pending: usize,
-    /// Connected peers per room, keyed by the room's path (`/`, `/room/NAME`).
-    pub rooms: BTreeMap<String, usize>,
     /// Packets received from clients.
     pub messages_in: u64,
     /// Packets sent to clients (each delivered copy counts).
@@ -75,23 +253,21 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Dropped client packets by reason ([`DropReason::as_str`]).
     pub dropped: BTreeMap<&'static str, u64>,
+    /// Ended peer connections by close code (`"1000"`, …, `"other"`).
+    pub disconnects: BTreeMap<String, u64>,
+    /// Peers that joined a room since start.
+    pub joined_total: u64,
     /// Peers disconnected because their outbound queue was full.
     pub disconnected_slow: u64,
+    /// Peers that completed the authentication exchange.
+    pub auth_ok: u64,
     /// Peers disconnected because they sent a wrong auth token.
     pub auth_failed: u64,
     /// Peers disconnected because they did not authenticate in time.
     pub auth_timed_out: u64,
-    /// Peers that joined since start.
-    pub joined_total: u64,
-    /// Peers refused at join time because a limit was reached (after `admit`).
-    pub refused_full: u64,
 }
 
 impl Stats {
-    pub(crate) fn count_drop(&mut self, reason: DropReason) {
-        *self.dropped.entry(reason.as_str()).or_insert(0) += 1;
-    }
-
     /// Total dropped packets over all reasons.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.values().sum()
@@ -101,11 +277,4 @@ impl Stats {
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped.get(reason.as_str()).copied().unwrap_or(0)
     }
-}
-
-#[derive(Serialize)]
-pub(crate) struct StatsJson<'a> {
-    pub(crate) uptime_s: u64,
-    #[serde(flatten)]
-    pub(crate) stats: &'a Stats,
 }

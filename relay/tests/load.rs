@@ -360,6 +360,9 @@ fn load_rooms_exactly_once() {
         &per_room_s,
         "--max-pending-per-ip",
         "256",
+        // Every client comes from 127.0.0.1.
+        "--max-conns-per-ip",
+        &max_peers_s,
         "--handshake-timeout",
         "20",
     ]);

@@ -929,6 +929,36 @@ impl Host {
         report
     }
 
+    /// Queues one pre-encoded server frame to each listed peer (connected
+    /// peers only; others are reported as `NotOpen`); one failing peer never
+    /// stops the others. Costs a lookup per listed peer, whatever the number
+    /// of peers of the host.
+    pub fn send_shared_to(
+        &mut self,
+        frame: &SharedFrame,
+        to: impl IntoIterator<Item = PeerId>,
+    ) -> SendReport {
+        let mut report = SendReport::default();
+        for id in to {
+            let Some(peer) = self
+                .peers
+                .get_mut(&id)
+                .filter(|p| p.phase == Phase::Connected)
+            else {
+                report.failed.push((id, SendErrorKind::NotOpen));
+                continue;
+            };
+            match peer.conn.send_frame(frame) {
+                Ok(()) => {
+                    report.delivered += 1;
+                    self.s.mark_dirty(id, peer);
+                }
+                Err(kind) => report.failed.push((id, kind)),
+            }
+        }
+        report
+    }
+
     // ----- receiving ------------------------------------------------------
 
     /// The next event of any kind, in the order they happened.
