@@ -20,12 +20,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod cli;
+pub mod config;
+pub mod jwt;
+pub mod metrics;
 pub mod protocol;
+pub mod proxy;
 pub mod relay;
 pub mod rooms;
 pub mod server;
+pub mod startup;
 pub mod stats;
+pub mod tls_reload;
 pub mod web;
 
 pub use relay::{Action, Admission, Relay, RelayConfig};

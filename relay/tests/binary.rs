@@ -42,6 +42,17 @@ impl Proc {
         addr.parse().expect("HOST:PORT")
     }
 
+    /// Reads the `admin listening on HOST:PORT` line.
+    fn admin(&mut self) -> std::net::SocketAddr {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("stdout line");
+        line.strip_prefix("admin listening on ")
+            .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
+            .trim_end_matches('\n')
+            .parse()
+            .expect("HOST:PORT")
+    }
+
     fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{name}"))
@@ -83,6 +94,12 @@ async fn sigterm_closes_clients_and_exits_zero() {
     let mut p = Proc::spawn(&["--listen", "127.0.0.1:0"]);
     let addr = p.listening();
     assert_ne!(addr.port(), 0, "the real port is printed");
+    let admin = p.admin();
+    assert_ne!(
+        admin.port(),
+        0,
+        "with --listen the admin port is any free port"
+    );
     let url = format!("ws://{addr}/");
     let mut a = Client::join(&url).await;
     let mut b = Client::join(&url).await;
@@ -90,9 +107,15 @@ async fn sigterm_closes_clients_and_exits_zero() {
     assert_eq!(b.recv().await, add_peer(a.id));
     a.send(relay(b.id, &raw(b"hi"))).await;
     assert_eq!(b.recv().await, relay(a.id, &raw(b"hi")));
-    let (status, body) = http_get(addr, "/stats").await;
+    let (status, body) = http_get(admin, "/stats").await;
     assert_eq!(status, 200);
     assert!(body.contains("\"peers\":2"), "{body}");
+    assert_eq!(
+        http_get(addr, "/stats").await.0,
+        404,
+        "not on the game port"
+    );
+    assert_eq!(http_get(admin, "/readyz").await.0, 200);
 
     p.signal("TERM");
     assert_eq!(a.closed().await.code, CloseCode::GOING_AWAY);
@@ -112,6 +135,7 @@ fn sigint_exits_zero_and_every_listener_is_announced() {
     let a = p.listening();
     let b = p.listening();
     assert_ne!(a.port(), b.port());
+    p.admin();
     p.signal("INT");
     assert_eq!(p.wait(Duration::from_secs(10)), Some(0));
 }
