@@ -192,10 +192,12 @@ pub struct Args {
 
     /// A reverse proxy (CIDR block or address) whose `X-Forwarded-For` (or PROXY
     /// header, with `--proxy-protocol`) tells the client address. Repeatable.
+    /// (Parsed and checked; not yet applied to logs and per-IP limits by this server.)
     #[arg(long = "trusted-proxy", value_name = "CIDR", action = ArgAction::Append, value_parser = crate::proxy::parse_cidr)]
     pub trusted_proxies: Vec<IpNet>,
 
     /// Expect a PROXY protocol v1/v2 header from `--trusted-proxy` addresses.
+    /// (Not yet supported by this server: it refuses to start with it.)
     #[arg(long)]
     pub proxy_protocol: bool,
 
