@@ -28,7 +28,7 @@
 //! read into the token (one trailing newline stripped); of `--auth-token`
 //! and `--auth-token-file` the one from the higher layer wins, both in one
 //! layer is an error. `--print-config` then returns the effective
-//! configuration as TOML ([`effective_toml`]) with exit code 0.
+//! configuration as TOML with exit code 0.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
