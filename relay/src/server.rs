@@ -17,6 +17,13 @@
 //! Locking: the hook runs with the adapter's lock held and then takes the
 //! relay's lock, so the relay loop never calls into the adapter while it holds
 //! the relay's lock (it drains the actions first).
+//!
+//! Operations (issue 12), each a separate module with a thin call site here:
+//! [`crate::admin`] (admin listener, started by [`Server::start_admin`]),
+//! [`crate::metrics`] ([`Server::metrics_snapshot`]), [`crate::jwt`]
+//! (handshake carriers in the hook), [`crate::rooms::PathRules`] (in the
+//! hook), [`crate::tls_reload`] (in [`Server::bind`]),
+//! [`crate::startup`] (in [`run`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,9 +39,12 @@ use wsmp_tokio::{
     MultiplayerPeer, PeerId, Request, Target, TlsServerOptions,
 };
 
+use crate::admin::{AdminHandle, AdminListener, AdminState, Readiness};
 use crate::cli::{Args, LogFormat};
+use crate::jwt::JwtVerifier;
+use crate::metrics::{Counters, Metrics, Snapshot};
 use crate::relay::{Action, Admission, Relay};
-use crate::rooms::RoomName;
+use crate::rooms::{PathRules, RoomName};
 
 /// How long a graceful shutdown waits for closing handshakes.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,6 +74,8 @@ struct Inner {
 
 struct Shared {
     inner: Mutex<Inner>,
+    /// Events the relay does not see (handshake outcomes, close codes, tokens).
+    counters: Counters,
     epoch: Instant,
     /// Entries of `pending_rooms` older than this are dropped (their
     /// connection failed between admission and `PeerConnected`).
@@ -85,6 +97,19 @@ pub struct Server {
     peer: MultiplayerPeer,
     shared: Arc<Shared>,
     no_stats: bool,
+    /// Off once shutting down (`/readyz`).
+    ready: Readiness,
+    admin: Option<AdminHandle>,
+    _tls_reload: Option<AbortOnDrop>,
+}
+
+/// Aborts a background task when dropped (it ends with the server).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -113,17 +138,33 @@ impl Server {
     /// Binds every `--listen` address, loads TLS and starts accepting.
     /// Must be called inside a tokio runtime. Nothing is printed.
     pub fn bind(args: &Args) -> Result<Server, StartError> {
-        let tls = match args.tls() {
-            Some((cert, key)) => {
-                Some(TlsServerOptions::from_pem_files(cert, key).map_err(|e| {
-                    StartError(format!(
-                        "TLS certificate/key ({}, {}): {e}",
-                        cert.display(),
-                        key.display()
-                    ))
-                })?)
-            }
+        if args.proxy_protocol {
+            // Phase 2 of issue 12: the PROXY header must be read before the
+            // handshake, in the connection's own task (crate::proxy has the parser).
+            return Err(StartError(
+                "--proxy-protocol is not supported by this server yet".into(),
+            ));
+        }
+        let jwt = match &args.jwt_key_file {
+            Some(path) => Some(Arc::new(
+                JwtVerifier::from_file(path)
+                    .map_err(|e| StartError(format!("--jwt-key-file {e}")))?,
+            )),
             None => None,
+        };
+        let (tls, reloader) = match args.tls() {
+            Some((cert, key)) => {
+                let (tls, reloader) = TlsServerOptions::reloadable_from_pem_files(cert, key)
+                    .map_err(|e| {
+                        StartError(format!(
+                            "TLS certificate/key ({}, {}): {e}",
+                            cert.display(),
+                            key.display()
+                        ))
+                    })?;
+                (Some(tls), Some(reloader))
+            }
+            None => (None, None),
         };
         let listeners = args
             .listen
@@ -139,6 +180,7 @@ impl Server {
                 relay: Relay::new(args.relay_config(Timestamp::ZERO)),
                 pending_rooms: HashMap::new(),
             }),
+            counters: Counters::default(),
             epoch,
             pending_ttl: args.handshake_timeout + Duration::from_secs(30),
         });
@@ -147,16 +189,60 @@ impl Server {
         peer.set_max_pending_per_ip(Some(args.max_pending_per_ip));
         peer.set_peer_admission_hook(admission_hook(
             shared.clone(),
-            args.allowed_origins.clone(),
-            args.no_stats,
+            HookOptions {
+                allowed_origins: args.allowed_origins.clone(),
+                public_stats: args.public_stats && !args.no_stats,
+                paths: args.path_rules(),
+                jwt,
+            },
         ));
         peer.create_server_on(listeners, tls)
             .map_err(|e| StartError(format!("cannot start the server: {e}")))?;
+        let tls_reload =
+            reloader.map(|r| AbortOnDrop(crate::tls_reload::spawn(r, args.tls_reload_interval)));
         Ok(Server {
             peer,
             shared,
             no_stats: args.no_stats,
+            ready: Readiness::default(),
+            admin: None,
+            _tls_reload: tls_reload,
         })
+    }
+
+    /// The figures of `/metrics` now.
+    pub fn metrics_snapshot(&self) -> Snapshot {
+        snapshot(&self.shared, &self.ready)
+    }
+
+    /// The readiness flag of `/readyz` (turned off when shutting down).
+    pub fn readiness(&self) -> Readiness {
+        self.ready.clone()
+    }
+
+    /// Binds the admin listener on `addr` and serves it until the server
+    /// stops; returns the bound address (real port).
+    pub fn start_admin(&mut self, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+        let listener = AdminListener::bind(addr)
+            .map_err(|e| StartError(format!("cannot listen on {addr} (--admin-listen): {e}")))?;
+        let (shared, ready) = (self.shared.clone(), self.ready.clone());
+        let metrics = Arc::new(Metrics::new(Arc::new(move || snapshot(&shared, &ready))));
+        let stats = (!self.no_stats).then(|| {
+            let shared = self.shared.clone();
+            let source: crate::admin::StatsSource = Arc::new(move || {
+                let now = shared.now();
+                shared.lock().relay.stats_json(now)
+            });
+            source
+        });
+        let handle = listener.spawn(AdminState {
+            ready: self.ready.clone(),
+            metrics,
+            stats,
+        });
+        let bound = handle.local_addr();
+        self.admin = Some(handle);
+        Ok(bound)
     }
 
     /// The bound addresses (real ports), in `--listen` order.
@@ -204,6 +290,7 @@ impl Server {
             }
             self.run_actions();
         }
+        self.ready.set(false);
         tracing::info!("shutting down");
         self.peer.shutdown(SHUTDOWN_TIMEOUT).await;
     }
@@ -225,6 +312,9 @@ impl Server {
             },
             HostEvent::PeerDisconnected { peer, info } => {
                 tracing::debug!(%peer, ?info, "peer disconnected");
+                if let Some(info) = &info {
+                    self.shared.counters.disconnect(info.code.0);
+                }
                 inner.pending_rooms.remove(&peer);
                 inner.relay.peer_left(now, peer.get());
             }
@@ -309,51 +399,127 @@ fn respond(status: u16, content_type: &str, body: Bytes) -> Decision {
     })
 }
 
-fn admission_hook(
-    shared: Arc<Shared>,
+/// The relay's figures for `/metrics`: the relay's stats, the hook's
+/// counters and readiness. The relay's lock is held only to copy the stats.
+fn snapshot(shared: &Shared, ready: &Readiness) -> Snapshot {
+    let stats = shared.lock().relay.stats().clone();
+    let mut snap = Snapshot::from_stats(&stats);
+    shared.counters.fill(&mut snap);
+    snap.draining = !ready.is_ready();
+    snap
+}
+
+/// What the admission hook needs from the flags.
+struct HookOptions {
     allowed_origins: Vec<String>,
-    no_stats: bool,
-) -> wsmp_tokio::PeerAdmissionHook {
+    /// `GET /stats` on the game port (without room names).
+    public_stats: bool,
+    paths: PathRules,
+    jwt: Option<Arc<JwtVerifier>>,
+}
+
+/// HTTP 401 for a missing or rejected token (RFC 6750 §3: `WWW-Authenticate: Bearer`).
+fn unauthorized(reason: &str) -> Decision {
+    let mut r = HttpResponse::text(401, &format!("{reason}\n"));
+    r.headers.push(("WWW-Authenticate".into(), "Bearer".into()));
+    Decision::Respond(r)
+}
+
+/// `--jwt-key-file`: the upgrade must carry a valid token (Authorization:
+/// Bearer or ?token=) for `room`. The auth-message carrier is not wired yet.
+fn check_handshake_token(
+    verifier: &JwtVerifier,
+    counters: &Counters,
+    id: PeerId,
+    req: &Request,
+    room: &RoomName,
+) -> Result<(), Decision> {
+    let Some(token) = crate::jwt::token_from_request(req) else {
+        counters.token_rejected("token_missing");
+        tracing::info!(peer = %id, "upgrade without a token refused");
+        return Err(unauthorized("token required"));
+    };
+    match verifier.verify(token, std::time::SystemTime::now(), room) {
+        Ok(claims) => {
+            counters.token_ok();
+            tracing::info!(peer = %id, player = claims.sub.as_deref().unwrap_or(""), %room, "token accepted");
+            Ok(())
+        }
+        Err(e) => {
+            counters.token_rejected(e.as_str());
+            tracing::info!(peer = %id, %room, reason = %e, "token refused");
+            Err(unauthorized(&e.to_string()))
+        }
+    }
+}
+
+fn admission_hook(shared: Arc<Shared>, opts: HookOptions) -> wsmp_tokio::PeerAdmissionHook {
     Arc::new(move |id: PeerId, req: &Request| -> Decision {
+        let decision = decide(&shared, &opts, id, req);
         if req.is_upgrade {
-            if !origin_allowed(&allowed_origins, req.header("Origin")) {
-                tracing::info!(peer = %id, origin = ?req.header("Origin"), "origin not allowed");
-                return Decision::Respond(HttpResponse::text(403, "origin not allowed\n"));
+            match &decision {
+                Decision::Accept(_) => shared.counters.handshake_accepted(),
+                Decision::Respond(r) => shared.counters.handshake_refused(r.status),
+                #[allow(unreachable_patterns)]
+                _ => {}
             }
-            let mut inner = shared.lock();
-            return match inner.relay.admit(&req.path) {
-                Admission::Accept { room } => {
-                    let now = Instant::now();
-                    if inner.pending_rooms.len() >= 1024 {
-                        let ttl = shared.pending_ttl;
-                        inner
-                            .pending_rooms
-                            .retain(|_, (_, at)| now.duration_since(*at) < ttl);
-                    }
-                    inner.pending_rooms.insert(id, (room, now));
-                    Decision::Accept(AcceptOptions::default())
-                }
-                Admission::Reject { status, reason } => {
-                    tracing::info!(peer = %id, path = %req.path, status, reason, "upgrade refused");
-                    Decision::Respond(HttpResponse::text(status, &format!("{reason}\n")))
-                }
-            };
         }
-        if req.method != "GET" {
-            let mut r = HttpResponse::text(405, "method not allowed\n");
-            r.headers.push(("Allow".into(), "GET".into()));
-            return Decision::Respond(r);
-        }
-        if req.path_only() == "/stats" && !no_stats {
-            let now = shared.now();
-            let json = shared.lock().relay.stats_json(now);
-            return respond(200, "application/json", Bytes::from(json));
-        }
-        match crate::web::asset(&req.path) {
-            Some((content_type, body)) => respond(200, content_type, Bytes::from_static(body)),
-            None => Decision::Respond(HttpResponse::text(404, "Not Found\n")),
-        }
+        decision
     })
+}
+
+fn decide(shared: &Shared, opts: &HookOptions, id: PeerId, req: &Request) -> Decision {
+    if req.is_upgrade {
+        if !origin_allowed(&opts.allowed_origins, req.header("Origin")) {
+            tracing::info!(peer = %id, origin = ?req.header("Origin"), "origin not allowed");
+            return Decision::Respond(HttpResponse::text(403, "origin not allowed\n"));
+        }
+        // --path-prefix / --any-path-room: the relay sees the room's canonical path.
+        let Some(room) = opts.paths.room_for(&req.path) else {
+            tracing::info!(peer = %id, path = %req.path, status = 404, "upgrade refused");
+            return Decision::Respond(HttpResponse::text(404, "Not Found\n"));
+        };
+        if let Some(verifier) = &opts.jwt {
+            if let Err(refusal) = check_handshake_token(verifier, &shared.counters, id, req, &room)
+            {
+                return refusal;
+            }
+        }
+        let mut inner = shared.lock();
+        return match inner.relay.admit(&room.to_string()) {
+            Admission::Accept { room } => {
+                let now = Instant::now();
+                if inner.pending_rooms.len() >= 1024 {
+                    let ttl = shared.pending_ttl;
+                    inner
+                        .pending_rooms
+                        .retain(|_, (_, at)| now.duration_since(*at) < ttl);
+                }
+                inner.pending_rooms.insert(id, (room, now));
+                Decision::Accept(AcceptOptions::default())
+            }
+            Admission::Reject { status, reason } => {
+                tracing::info!(peer = %id, path = %req.path, status, reason, "upgrade refused");
+                Decision::Respond(HttpResponse::text(status, &format!("{reason}\n")))
+            }
+        };
+    }
+    if req.method != "GET" {
+        let mut r = HttpResponse::text(405, "method not allowed\n");
+        r.headers.push(("Allow".into(), "GET".into()));
+        return Decision::Respond(r);
+    }
+    // Room names only on the admin listener (issue 12).
+    if req.path_only() == "/stats" && opts.public_stats {
+        let now = shared.now();
+        let json = shared.lock().relay.stats_json(now);
+        let json = crate::stats::without_room_names(&json);
+        return respond(200, "application/json", Bytes::from(json));
+    }
+    match crate::web::asset(&req.path) {
+        Some((content_type, body)) => respond(200, content_type, Bytes::from_static(body)),
+        None => Decision::Respond(HttpResponse::text(404, "Not Found\n")),
+    }
 }
 
 /// Sets up logging to stderr: `RUST_LOG` filters (default `info`), human
@@ -412,7 +578,8 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
 pub async fn run(args: Args) -> Result<(), StartError> {
     // Signal handlers first, so a signal right after the listening lines is not lost.
     let signal = shutdown_signal();
-    let server = Server::bind(&args)?;
+    crate::startup::check_nofile_limit(args.max_peers);
+    let mut server = Server::bind(&args)?;
     {
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
@@ -420,6 +587,14 @@ pub async fn run(args: Args) -> Result<(), StartError> {
             let _ = writeln!(out, "listening on {addr}");
         }
         let _ = out.flush();
+    }
+    if let Some(addr) = args.admin_addr() {
+        let bound = server.start_admin(addr)?;
+        let mut out = std::io::stdout().lock();
+        // design/CLI.md: after the game listeners' lines; not starting with `listening on`.
+        let _ = writeln!(out, "admin listening on {bound}");
+        let _ = out.flush();
+        tracing::info!("admin: http://{bound}/metrics, /healthz, /readyz, /stats");
     }
     let scheme = if args.tls().is_some() { "wss" } else { "ws" };
     for addr in server.local_addrs() {

@@ -103,9 +103,43 @@ impl Stats {
     }
 }
 
+/// The stats JSON without room names, for `GET /stats` on the game port
+/// (`--public-stats`): the `rooms` map is replaced by its size, so lobbies
+/// cannot be enumerated there. Anything that is not a JSON object is
+/// returned as `{}`.
+pub fn without_room_names(json: &str) -> String {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(json)
+    else {
+        return "{}".into();
+    };
+    let rooms = match map.remove("rooms") {
+        Some(serde_json::Value::Object(r)) => r.len(),
+        _ => 0,
+    };
+    map.insert("rooms".into(), rooms.into());
+    serde_json::Value::Object(map).to_string()
+}
+
 #[derive(Serialize)]
 pub(crate) struct StatsJson<'a> {
     pub(crate) uptime_s: u64,
     #[serde(flatten)]
     pub(crate) stats: &'a Stats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_stats_hide_room_names() {
+        let json = r#"{"peers":3,"rooms":{"/":1,"/room/secret-lobby":2},"messages_in":5}"#;
+        let out = without_room_names(json);
+        assert!(!out.contains("secret-lobby"), "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["rooms"], 2);
+        assert_eq!(v["peers"], 3);
+        assert_eq!(v["messages_in"], 5);
+        assert_eq!(without_room_names("nonsense"), "{}");
+    }
 }
