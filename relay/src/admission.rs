@@ -20,29 +20,10 @@
 //! never by the data path.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use crate::proxy::IpKey;
 use crate::rooms::RoomName;
-
-/// The key per-address limits count by: an IPv4 address, or the /64 prefix
-/// of an IPv6 address (one host usually owns a whole /64).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IpKey(u128);
-
-impl IpKey {
-    /// The key of `ip` (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn of(ip: IpAddr) -> IpKey {
-        match ip {
-            IpAddr::V4(v4) => IpKey(u128::from(u32::from(v4))),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpKey(u128::from(u32::from(v4))),
-                // Marked apart from every IPv4 key by the low bit.
-                None => IpKey((u128::from(v6) & !((1u128 << 64) - 1)) | 1),
-            },
-        }
-    }
-}
 
 /// The limits admission enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +334,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn ip(last: u8) -> IpKey {
         IpKey::of(IpAddr::from([10, 0, 0, last]))

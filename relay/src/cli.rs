@@ -3,15 +3,56 @@
 //!
 //! [`parse_or_exit`] is what `main` calls: `--help`/`--version` print to
 //! stdout and exit 0; any bad argument prints one line `error: …` to stderr
-//! and exits 2.
+//! and exits 2. Every flag can also come from the environment and a TOML
+//! file; [`crate::config`] merges the layers (flags > env > file > defaults).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::admission::Limits;
 use crate::relay::RelayConfig;
+use crate::rooms::{AnyPathRoom, PathRules};
 use clap::{ArgAction, Parser, ValueEnum};
+use ipnet::IpNet;
+
+/// Admin listener default without `--listen` (design/CLI.md).
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9081";
+/// Admin listener default when `--listen` is given by any layer (design/CLI.md).
+pub const DEFAULT_ADMIN_ADDR_WITH_LISTEN: &str = "127.0.0.1:0";
+
+/// The `--admin-listen` value: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    /// No admin listener.
+    Off,
+    /// Listen on this address (port 0 = any free port).
+    Addr(SocketAddr),
+}
+
+impl FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "off" {
+            return Ok(AdminListen::Off);
+        }
+        s.parse::<SocketAddr>()
+            .map(AdminListen::Addr)
+            .map_err(|_| format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:9081) nor `off`"))
+    }
+}
+
+impl fmt::Display for AdminListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminListen::Off => f.write_str("off"),
+            AdminListen::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
 
 /// Log output format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -32,7 +73,14 @@ pub enum LogFormat {
     long_about = "SceneMultiplayer relay server for unmodified Redot/Godot 4 clients.\n\
                   Clients connect with WebSocketMultiplayerPeer.create_client(\"ws://HOST:PORT/\") \
                   (or /room/NAME for a separate room); the relay is their server, peer 1.\n\
-                  GET / in a browser serves a demo chat page."
+                  GET / in a browser serves a demo chat page.",
+    after_help = "Every flag --NAME can also be set by the environment variable WSMP_RELAY_<NAME> \
+                  (upper case, '-' -> '_', e.g. WSMP_RELAY_ROOM_MAX_PEERS=8; repeatable flags take \
+                  a comma-separated list; on/off flags take true/false, 1/0, yes/no, on/off) or by \
+                  the key NAME in the TOML file of --config (e.g. room-max-peers = 8, \
+                  listen = [\"0.0.0.0:9080\"]). Precedence: flags > environment > file > defaults; \
+                  a repeatable flag given by a layer replaces the lower layers' values. \
+                  --print-config shows the result."
 )]
 pub struct Args {
     /// Address to listen on (IPv4 `127.0.0.1:9080`, IPv6 `[::1]:9080`, port 0 = any free
@@ -124,6 +172,64 @@ pub struct Args {
     /// Turn the stats off: no `GET /stats` JSON counters and no periodic stats log line.
     #[arg(long)]
     pub no_stats: bool,
+
+    /// Read settings from this TOML file (keys = flag names without `--`, e.g.
+    /// `room-max-peers = 8`); flags and environment variables override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Read the `--auth-token` from this file (as written, one trailing newline
+    /// stripped), so that it never appears on a command line.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`, `/stats`): HOST:PORT or `off`.
+    /// Default 127.0.0.1:9081, or 127.0.0.1:0 (any free port) when `--listen` is given.
+    /// Keep it private: it lists room names.
+    #[arg(long, value_name = "HOST:PORT|off")]
+    pub admin_listen: Option<AdminListen>,
+
+    /// Also serve `GET /stats` on the game port (without room names); by default it
+    /// is only on the admin listener.
+    #[arg(long)]
+    pub public_stats: bool,
+
+    /// Verify per-player signed tokens (JWT) with this key: an HS256 shared secret
+    /// (at least 32 bytes), or an RS256 / EdDSA public key (PEM); read as written,
+    /// one trailing newline stripped. Tokens come as `Authorization: Bearer` or
+    /// `?token=` on the upgrade request; `exp` is required, `room` restricts to one room.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_key_file: Option<PathBuf>,
+
+    /// A reverse proxy (CIDR block or address) whose `X-Forwarded-For` (or PROXY
+    /// header, with `--proxy-protocol`) tells the client address. Repeatable.
+    /// (Parsed and checked; not yet applied to logs and per-IP limits by this server.)
+    #[arg(long = "trusted-proxy", value_name = "CIDR", action = ArgAction::Append, value_parser = crate::proxy::parse_cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Expect a PROXY protocol v1/v2 header from `--trusted-proxy` addresses.
+    /// (Not yet supported by this server: it refuses to start with it.)
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// Serve the rooms under this path: `/game` → `/game`, `/game/` and
+    /// `/game/room/NAME`.
+    #[arg(long, value_name = "PATH", value_parser = crate::rooms::parse_path_prefix)]
+    pub path_prefix: Option<String>,
+
+    /// Where upgrades to other paths go: `default` (the default room) or `path` (the
+    /// room named after the path: `/ws` → room `ws`). Without it they get 404.
+    #[arg(long, value_name = "default|path")]
+    pub any_path_room: Option<AnyPathRoom>,
+
+    /// Seconds between re-reads of `--tls-cert`/`--tls-key` (decimals allowed; 0 = off).
+    /// SIGHUP reloads them at any time; a bad pair is refused and the current one stays.
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub tls_reload_interval: Duration,
 }
 
 /// A command line that cannot run: the text to print and the exit code.
@@ -160,7 +266,27 @@ impl Args {
                 "--inbound-buffer-size and --outbound-buffer-size must be at least 7".into(),
             );
         }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err("--proxy-protocol requires --trusted-proxy".into());
+        }
+        if !self.tls_reload_interval.is_zero() && self.tls().is_none() {
+            return Err("--tls-reload-interval requires --tls-cert and --tls-key".into());
+        }
         Ok(())
+    }
+
+    /// The admin listener's address (`None` = off), once [`crate::config`] has
+    /// resolved the default.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        match self.admin_listen {
+            Some(AdminListen::Addr(a)) => Some(a),
+            Some(AdminListen::Off) | None => None,
+        }
+    }
+
+    /// How request paths map to rooms (`--path-prefix`, `--any-path-room`).
+    pub fn path_rules(&self) -> PathRules {
+        PathRules::new(self.path_prefix.as_deref(), self.any_path_room)
     }
 
     /// Whether TLS (wss://) is configured.
@@ -168,10 +294,12 @@ impl Args {
         self.tls_cert.as_ref().zip(self.tls_key.as_ref())
     }
 
-    /// The relay settings these flags ask for.
+    /// The relay settings these flags ask for: the authentication exchange
+    /// is required with `--auth-token` or `--jwt-key-file` (a valid signed
+    /// token in the handshake skips it).
     pub fn relay_config(&self) -> RelayConfig {
         RelayConfig {
-            auth_token: self.auth_token.as_ref().map(|t| t.as_bytes().to_vec()),
+            auth_required: self.auth_token.is_some() || self.jwt_key_file.is_some(),
             auth_timeout: self.auth_timeout,
             answer_simplify_path: true,
         }
@@ -189,40 +317,29 @@ impl Args {
     }
 }
 
-/// Parses and validates a command line (the first item is the program name).
+/// Parses and validates a command line (the first item is the program name),
+/// with `--config FILE` if given but without the environment; see
+/// [`crate::config::load`] for every layer.
 pub fn try_parse_from<I, T>(args: I) -> Result<Args, CliError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = Args::try_parse_from(args).map_err(|e| {
-        let exit_code = e.exit_code();
-        let rendered = e.render().to_string();
-        let message = if exit_code == 0 {
-            rendered
-        } else {
-            rendered
-                .lines()
-                .next()
-                .unwrap_or("error: bad arguments")
-                .to_string()
-        };
-        CliError { message, exit_code }
-    })?;
-    args.validate().map_err(|m| CliError {
-        message: format!("error: {m}"),
-        exit_code: 2,
-    })?;
-    Ok(args)
+    crate::config::load(args, &[])
 }
 
-/// Parses the process's arguments; on help/version or error prints and exits
-/// (design/CLI.md: bad arguments → one line on stderr, exit 2).
+/// Parses the process's arguments, environment (`WSMP_RELAY_*`) and config
+/// file; on help/version/`--print-config` prints to stdout and exits 0, on
+/// error prints one line to stderr and exits 2 (design/CLI.md).
 pub fn parse_or_exit() -> Args {
-    match try_parse_from(std::env::args_os()) {
+    let env: Vec<_> = std::env::vars_os().collect();
+    match crate::config::load(std::env::args_os(), &env) {
         Ok(args) => args,
         Err(e) if e.exit_code == 0 => {
-            print!("{}", e.message);
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(e.message.as_bytes());
+            let _ = out.flush();
             std::process::exit(0)
         }
         Err(e) => {
@@ -232,7 +349,7 @@ pub fn parse_or_exit() -> Args {
     }
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .trim()
         .parse()
@@ -309,7 +426,7 @@ mod tests {
         assert_eq!(a.log_format, LogFormat::Human);
         assert!(!a.no_stats);
         let cfg = a.relay_config();
-        assert_eq!(cfg.auth_token, None);
+        assert!(!cfg.auth_required);
         let l = a.limits();
         assert_eq!((l.max_peers, l.room_max_peers), (4096, 64));
         assert_eq!(
@@ -383,7 +500,8 @@ mod tests {
         assert_eq!(a.log_format, LogFormat::Json);
         assert!(a.no_stats);
         let cfg = a.relay_config();
-        assert_eq!(cfg.auth_token.as_deref(), Some(&b"s3cret"[..]));
+        assert!(cfg.auth_required);
+        assert_eq!(a.auth_token.as_deref(), Some("s3cret"));
         assert_eq!(a.limits().room_max_peers, 10);
     }
 

@@ -20,16 +20,30 @@
 //! - [`cli`]: command-line flags.
 //! - [`web`]: the embedded demo page.
 //! - [`server`]: the network glue of the `wsmp-relay` program (tokio).
+//! - [`config`]: flags, `WSMP_RELAY_*` environment and TOML file, merged.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`, `/stats`).
+//! - [`metrics`]: the Prometheus metrics, rendered from a [`metrics::Snapshot`].
+//! - [`jwt`]: per-player signed tokens and their three carriers.
+//! - [`proxy`]: trusted reverse proxies, `X-Forwarded-For`, PROXY protocol, per-IP keys.
+//! - [`tls_reload`]: certificate reload on SIGHUP and on an interval.
+//! - [`startup`]: the open-file limit.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod admission;
 pub mod cli;
+pub mod config;
+pub mod jwt;
+pub mod metrics;
 pub mod protocol;
+pub mod proxy;
 pub mod relay;
 pub mod rooms;
 pub mod server;
+pub mod startup;
 pub mod stats;
+pub mod tls_reload;
 pub mod web;
 
 pub use relay::{Relay, RelayConfig};

@@ -39,10 +39,10 @@ pub const CLOSE_POLICY: u16 = 1008;
 /// Settings of a [`Relay`] (shared by every room).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayConfig {
-    /// When set, clients must authenticate by sending exactly these bytes with
-    /// `send_auth(1, token)` (spec/scene-multiplayer.md §3.4), unless the
-    /// glue admits them as already authenticated.
-    pub auth_token: Option<Vec<u8>>,
+    /// Clients must run the authentication exchange (spec/scene-multiplayer.md
+    /// §3.4: `send_auth(1, token)`), unless the glue admits them as already
+    /// authenticated; [`Out::check_auth`] judges the token.
+    pub auth_required: bool,
     /// How long a peer may stay unauthenticated; zero means forever
     /// (spec/scene-multiplayer.md §5, `auth_timeout`).
     pub auth_timeout: Duration,
@@ -54,18 +54,11 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            auth_token: None,
+            auth_required: false,
             // spec/scene-multiplayer.md §5: Godot's default auth_timeout is 3 s.
             auth_timeout: Duration::from_secs(3),
             answer_simplify_path: true,
         }
-    }
-}
-
-impl RelayConfig {
-    /// Whether joining peers must run the authentication exchange.
-    pub fn auth_required(&self) -> bool {
-        self.auth_token.is_some()
     }
 }
 
@@ -82,6 +75,9 @@ pub trait Out {
     /// An authenticated peer is about to become a room member: true when the
     /// room has a member slot for it (the glue converts its reservation).
     fn admit_member(&mut self, peer: i32) -> bool;
+    /// Judges the authentication data `peer` sent (the bytes after `07 00`):
+    /// `Err` with a short reason refuses it.
+    fn check_auth(&mut self, peer: i32, data: &[u8]) -> Result<(), &'static str>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +157,7 @@ impl Relay {
             return;
         }
         self.counters.joined();
-        if self.cfg.auth_required() && !authenticated {
+        if self.cfg.auth_required && !authenticated {
             // spec/scene-multiplayer.md §5: auth_timeout 0 = no timeout.
             let deadline = (!self.cfg.auth_timeout.is_zero())
                 .then(|| now.saturating_add(self.cfg.auth_timeout));
@@ -381,10 +377,13 @@ impl Relay {
                 if local_done {
                     return self.drop_packet(from, DropReason::AuthUnexpected);
                 }
-                let token = self.cfg.auth_token.as_deref().unwrap_or_default();
-                if !constant_time_eq(data, token) {
+                if let Err(why) = out.check_auth(from, data) {
                     self.counters.auth_failed();
-                    tracing::info!(peer = from, "wrong auth token; disconnecting");
+                    tracing::info!(
+                        peer = from,
+                        reason = why,
+                        "authentication refused; disconnecting"
+                    );
                     self.disconnect(from, CLOSE_POLICY, "authentication failed", out);
                     return self.after_sends(out);
                 }
@@ -470,8 +469,9 @@ fn parse_drop_reason(e: ParseError) -> DropReason {
     }
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares without an early exit on the first differing byte (shared
+/// tokens are secrets).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -25,13 +25,14 @@ enum Action {
 }
 
 /// An [`Out`] that records; peers in `full` have full queues; member slots
-/// are granted unless `room_full`.
+/// are granted unless `room_full`; auth data must equal `token`.
 #[derive(Debug, Default)]
 struct Recorder {
     actions: Vec<Action>,
     full: HashSet<i32>,
     overflowed: Vec<i32>,
     room_full: bool,
+    token: Vec<u8>,
 }
 
 impl Out for Recorder {
@@ -63,6 +64,13 @@ impl Out for Recorder {
     }
     fn admit_member(&mut self, _peer: i32) -> bool {
         !self.room_full
+    }
+    fn check_auth(&mut self, _peer: i32, data: &[u8]) -> Result<(), &'static str> {
+        if constant_time_eq(data, &self.token) {
+            Ok(())
+        } else {
+            Err("wrong token")
+        }
     }
 }
 
@@ -160,10 +168,12 @@ fn relay() -> Harness {
 }
 
 fn auth_relay(token: &[u8]) -> Harness {
-    Harness::with(RelayConfig {
-        auth_token: Some(token.to_vec()),
+    let mut h = Harness::with(RelayConfig {
+        auth_required: true,
         ..RelayConfig::default()
-    })
+    });
+    h.out.token = token.to_vec();
+    h
 }
 
 fn drain(r: &mut Harness) -> Vec<Action> {
@@ -612,7 +622,7 @@ fn auth_timed_out() {
 #[test]
 fn auth_timeout_zero_means_no_timeout() {
     let mut r = Harness::with(RelayConfig {
-        auth_token: Some(b"x".to_vec()),
+        auth_required: true,
         auth_timeout: Duration::ZERO,
         ..RelayConfig::default()
     });

@@ -24,8 +24,8 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use wsmp_core::connection::{SendErrorKind, SharedFrame};
@@ -36,10 +36,13 @@ use wsmp_tokio::{
     TlsServerOptions,
 };
 
+use crate::admin::{AdminHandle, AdminListener, AdminState, Readiness};
 use crate::admission::{Admission, IpKey, Refusal, Ticket};
 use crate::cli::{Args, LogFormat};
-use crate::relay::{Out, Relay, RelayConfig};
-use crate::rooms::RoomName;
+use crate::jwt::JwtVerifier;
+use crate::metrics::{self, Metrics, Snapshot};
+use crate::relay::{constant_time_eq, Out, Relay, RelayConfig};
+use crate::rooms::{PathRules, RoomName};
 use crate::stats::{CounterSet, Counters, DropReason};
 
 /// How long a graceful shutdown waits for closing handshakes.
@@ -60,54 +63,38 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// How handshakes ended (for `/stats`).
-#[derive(Debug, Default)]
-struct HandshakeCounts {
-    accepted: AtomicU64,
-    timeouts: AtomicU64,
-    tls_failures: AtomicU64,
-    closed: AtomicU64,
-    refused: AtomicU64,
-    /// HTTP answers by status (plain GETs, refusals, bad requests).
-    responses: Mutex<std::collections::BTreeMap<u16, u64>>,
-}
-
-/// The relay's rooms: admission and room creation (see the module docs).
-pub struct RelayRooms {
-    cfg: Arc<RelayConfig>,
+/// What the relay exposes to `/stats` and `/metrics`: every figure is read
+/// from lock-free counters or the admission registry, never from a room.
+struct Observed {
     admission: Arc<Admission>,
     counters: Arc<CounterSet>,
-    allowed_origins: Vec<String>,
-    no_stats: bool,
+    /// Handshake, token and per-address events the rooms do not see.
+    events: metrics::Counters,
+    /// Handshakes in progress (TCP accepted, upgrade not finished).
+    in_progress: AtomicU64,
+    ready: Readiness,
     started: Instant,
-    handshakes: HandshakeCounts,
 }
 
-impl std::fmt::Debug for RelayRooms {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayRooms").finish_non_exhaustive()
+impl Observed {
+    fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot::from_stats(&self.counters.snapshot(), &self.admission.load());
+        self.events.fill(&mut snap);
+        snap.pending_handshakes = self.in_progress.load(Relaxed);
+        snap.draining = !self.ready.is_ready();
+        snap
     }
-}
 
-impl RelayRooms {
-    /// The counters as one JSON object (what `GET /stats` answers): traffic
-    /// counters, current peers per room, handshake outcomes, `uptime_s`.
-    pub fn stats_json(&self) -> String {
+    /// The stats JSON (room names included: the admin listener's).
+    fn stats_json(&self) -> String {
         let load = self.admission.load();
         let stats = self.counters.snapshot();
+        let snap = self.snapshot();
         let rooms: std::collections::BTreeMap<&str, usize> = load
             .rooms
             .iter()
             .map(|(k, r)| (k.as_str(), r.members + r.pending))
             .collect();
-        let h = &self.handshakes;
-        let responses = h
-            .responses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(s, n)| (s.to_string(), *n))
-            .collect::<std::collections::BTreeMap<_, _>>();
         let json = serde_json::json!({
             "uptime_s": self.started.elapsed().as_secs(),
             "peers": load.peers,
@@ -121,29 +108,91 @@ impl RelayRooms {
             "disconnects": stats.disconnects,
             "disconnected_slow": stats.disconnected_slow,
             "joined_total": stats.joined_total,
-            "auth_ok": stats.auth_ok,
+            "auth_ok": snap.auth.ok,
             "auth_failed": stats.auth_failed,
             "auth_timed_out": stats.auth_timed_out,
             "handshakes": {
-                "accepted": h.accepted.load(Relaxed),
-                "timeout": h.timeouts.load(Relaxed),
-                "tls_failure": h.tls_failures.load(Relaxed),
-                "closed": h.closed.load(Relaxed),
-                "refused": h.refused.load(Relaxed),
-                "responses": responses,
+                "accepted": snap.handshakes.accepted,
+                "refused": snap.handshakes.refused_by_status,
+                "timeout": snap.handshakes.timeout,
+                "tls_failure": snap.handshakes.tls_failure,
+                "in_progress": snap.pending_handshakes,
             },
         });
         json.to_string()
     }
+}
 
+/// How the authentication data of the SceneMultiplayer exchange is judged:
+/// the shared `--auth-token`, or a token signed with `--jwt-key-file`.
+#[derive(Default)]
+struct AuthCheck {
+    token: Option<Vec<u8>>,
+    jwt: Option<Arc<JwtVerifier>>,
+}
+
+/// The relay's rooms: admission and room creation (see the module docs).
+pub struct RelayRooms {
+    cfg: Arc<RelayConfig>,
+    auth: Arc<AuthCheck>,
+    observed: Arc<Observed>,
+    allowed_origins: Vec<String>,
+    paths: PathRules,
+    /// `GET /stats` on the game port (without room names).
+    public_stats: bool,
+}
+
+impl std::fmt::Debug for RelayRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayRooms").finish_non_exhaustive()
+    }
+}
+
+impl RelayRooms {
     fn refuse(&self, info: &ConnInfo, req: &Request, refusal: Refusal) -> Admit<RoomName, Ticket> {
         tracing::info!(peer = %info.id, path = %req.path, status = refusal.status(), reason = refusal.reason(), "upgrade refused");
+        if refusal == Refusal::TooManyFromAddress {
+            self.observed.events.refused_per_ip_connections();
+        }
         let mut response = HttpResponse::text(refusal.status(), &format!("{}\n", refusal.reason()));
-        if refusal.status() == 503 || refusal.status() == 429 {
+        if matches!(refusal.status(), 429 | 503) {
             // RFC 9110 §10.2.3: when to try again.
             response.headers.push(("Retry-After".into(), "5".into()));
         }
         Admit::Respond(response)
+    }
+
+    /// A signed token in the upgrade request (`Authorization: Bearer`,
+    /// `?token=`): `Ok(true)` admits without the authentication exchange,
+    /// `Ok(false)` means there is none, `Err` is HTTP 401.
+    fn handshake_token(
+        &self,
+        info: &ConnInfo,
+        req: &Request,
+        room: &RoomName,
+    ) -> Result<bool, HttpResponse> {
+        let Some(verifier) = &self.auth.jwt else {
+            return Ok(false);
+        };
+        let Some(token) = crate::jwt::token_from_request(req) else {
+            return Ok(false);
+        };
+        let events = &self.observed.events;
+        match verifier.verify(token, SystemTime::now(), room) {
+            Ok(claims) => {
+                events.token_ok();
+                tracing::info!(peer = %info.id, player = claims.sub.as_deref().unwrap_or(""), %room, "token accepted");
+                Ok(true)
+            }
+            Err(e) => {
+                events.token_rejected(e.as_str());
+                tracing::info!(peer = %info.id, %room, reason = %e, "token refused");
+                // RFC 6750 §3: `WWW-Authenticate: Bearer`.
+                let mut r = HttpResponse::text(401, &format!("{e}\n"));
+                r.headers.push(("WWW-Authenticate".into(), "Bearer".into()));
+                Err(r)
+            }
+        }
     }
 }
 
@@ -179,14 +228,23 @@ impl Rooms for RelayRooms {
                 tracing::info!(peer = %info.id, origin = ?req.header("Origin"), "origin not allowed");
                 return Admit::Respond(HttpResponse::text(403, "origin not allowed\n"));
             }
-            let Some(room) = RoomName::from_path(&req.path) else {
+            // --path-prefix / --any-path-room: the room's canonical name.
+            let Some(room) = self.paths.room_for(&req.path) else {
                 return self.refuse(info, req, Refusal::NotFound);
             };
-            let pending_auth = self.cfg.auth_required();
-            return match self
-                .admission
-                .reserve(&room, IpKey::of(info.remote.ip()), pending_auth)
-            {
+            if !self.observed.ready.is_ready() {
+                return self.refuse(info, req, Refusal::Draining);
+            }
+            let authenticated = match self.handshake_token(info, req, &room) {
+                Ok(valid) => valid,
+                Err(response) => return Admit::Respond(response),
+            };
+            let pending_auth = self.cfg.auth_required && !authenticated;
+            return match self.observed.admission.reserve(
+                &room,
+                IpKey::of(info.remote.ip()),
+                pending_auth,
+            ) {
                 Ok(ticket) => Admit::Join {
                     room,
                     ticket,
@@ -200,12 +258,10 @@ impl Rooms for RelayRooms {
             r.headers.push(("Allow".into(), "GET".into()));
             return Admit::Respond(r);
         }
-        if req.path_only() == "/stats" && !self.no_stats {
-            return Admit::Respond(respond(
-                200,
-                "application/json",
-                Bytes::from(self.stats_json()),
-            ));
+        // Room names only on the admin listener (issue 12).
+        if req.path_only() == "/stats" && self.public_stats {
+            let json = crate::stats::without_room_names(&self.observed.stats_json());
+            return Admit::Respond(respond(200, "application/json", Bytes::from(json)));
         }
         Admit::Respond(match crate::web::asset(&req.path) {
             Some((content_type, body)) => respond(200, content_type, Bytes::from_static(body)),
@@ -216,32 +272,41 @@ impl Rooms for RelayRooms {
     fn open_room(&self, key: &RoomName) -> RelayRoom {
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
-        let counters = self.counters.handle(h.finish());
+        let counters = self.observed.counters.handle(h.finish());
         RelayRoom {
             relay: Relay::new(self.cfg.clone(), counters.clone()),
+            room: key.clone(),
+            auth: self.auth.clone(),
+            observed: self.observed.clone(),
             tickets: HashMap::new(),
             counters,
             overflowed: Vec::new(),
         }
     }
 
+    fn handshake_started(&self, _info: &ConnInfo) {
+        self.observed.in_progress.fetch_add(1, Relaxed);
+    }
+
+    fn pending_limit_refused(&self, remote: SocketAddr) {
+        self.observed.events.refused_per_ip_pending();
+        tracing::debug!(%remote, "too many unfinished handshakes from this address");
+    }
+
     fn handshake_ended(&self, info: &ConnInfo, outcome: HandshakeOutcome) {
-        let h = &self.handshakes;
+        let o = &self.observed;
+        o.in_progress.fetch_sub(1, Relaxed);
         match outcome {
-            HandshakeOutcome::Accepted => h.accepted.fetch_add(1, Relaxed),
-            HandshakeOutcome::Timeout => h.timeouts.fetch_add(1, Relaxed),
-            HandshakeOutcome::Tls => h.tls_failures.fetch_add(1, Relaxed),
-            HandshakeOutcome::Closed => h.closed.fetch_add(1, Relaxed),
-            HandshakeOutcome::Refused => h.refused.fetch_add(1, Relaxed),
-            HandshakeOutcome::Responded(status) => {
-                *h.responses
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(status)
-                    .or_insert(0) += 1;
-                0
+            HandshakeOutcome::Accepted => o.events.handshake_accepted(),
+            HandshakeOutcome::Timeout => o.events.handshake_timeout(),
+            HandshakeOutcome::Tls => o.events.tls_failure(),
+            // Plain HTTP answers (the demo page) are not refused upgrades.
+            HandshakeOutcome::Responded(status) if status >= 400 => {
+                o.events.handshake_refused(status)
             }
-        };
+            HandshakeOutcome::Refused => o.events.handshake_refused(503),
+            HandshakeOutcome::Responded(_) | HandshakeOutcome::Closed => {}
+        }
         if outcome != HandshakeOutcome::Accepted {
             tracing::debug!(peer = %info.id, remote = %info.remote, ?outcome, "handshake ended");
         }
@@ -251,6 +316,9 @@ impl Rooms for RelayRooms {
 /// One room: the relay logic and the slot reservations of its peers.
 pub struct RelayRoom {
     relay: Relay,
+    room: RoomName,
+    auth: Arc<AuthCheck>,
+    observed: Arc<Observed>,
     tickets: HashMap<i32, Ticket>,
     counters: Counters,
     overflowed: Vec<i32>,
@@ -268,6 +336,9 @@ impl std::fmt::Debug for RelayRoom {
 struct HostOut<'a> {
     host: &'a mut Host,
     now: Timestamp,
+    room: &'a RoomName,
+    auth: &'a AuthCheck,
+    observed: &'a Observed,
     tickets: &'a mut HashMap<i32, Ticket>,
     overflowed: &'a mut Vec<i32>,
     counters: &'a Counters,
@@ -308,6 +379,33 @@ impl Out for HostOut<'_> {
             .get_mut(&peer)
             .is_some_and(|t| t.promote().is_ok())
     }
+
+    fn check_auth(&mut self, peer: i32, data: &[u8]) -> Result<(), &'static str> {
+        if let Some(token) = &self.auth.token {
+            if constant_time_eq(data, token) {
+                return Ok(());
+            }
+        }
+        let Some(verifier) = &self.auth.jwt else {
+            return Err("wrong token");
+        };
+        let events = &self.observed.events;
+        let Ok(token) = std::str::from_utf8(data) else {
+            events.token_rejected("token_malformed");
+            return Err("token is not UTF-8");
+        };
+        match verifier.verify(token, SystemTime::now(), self.room) {
+            // Counted as `ok` when the exchange completes (the relay's auth_ok).
+            Ok(claims) => {
+                tracing::info!(peer, player = claims.sub.as_deref().unwrap_or(""), room = %self.room, "token accepted");
+                Ok(())
+            }
+            Err(e) => {
+                events.token_rejected(e.as_str());
+                Err(e.as_str())
+            }
+        }
+    }
 }
 
 impl Room for RelayRoom {
@@ -322,6 +420,9 @@ impl Room for RelayRoom {
             let mut out = HostOut {
                 host,
                 now,
+                room: &self.room,
+                auth: &self.auth,
+                observed: &self.observed,
                 tickets: &mut self.tickets,
                 overflowed: &mut self.overflowed,
                 counters: &self.counters,
@@ -354,6 +455,9 @@ impl Room for RelayRoom {
         let mut out = HostOut {
             host,
             now,
+            room: &self.room,
+            auth: &self.auth,
+            observed: &self.observed,
             tickets: &mut self.tickets,
             overflowed: &mut self.overflowed,
             counters: &self.counters,
@@ -365,7 +469,19 @@ impl Room for RelayRoom {
 /// A bound, running relay server.
 pub struct Server {
     rooms: RoomServer<RelayRooms>,
+    observed: Arc<Observed>,
     no_stats: bool,
+    admin: Option<AdminHandle>,
+    _tls_reload: Option<AbortOnDrop>,
+}
+
+/// Aborts a background task when dropped (it ends with the server).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -394,17 +510,33 @@ impl Server {
     /// Binds every `--listen` address, loads TLS and starts accepting.
     /// Must be called inside a tokio runtime. Nothing is printed.
     pub fn bind(args: &Args) -> Result<Server, StartError> {
-        let tls = match args.tls() {
-            Some((cert, key)) => {
-                Some(TlsServerOptions::from_pem_files(cert, key).map_err(|e| {
-                    StartError(format!(
-                        "TLS certificate/key ({}, {}): {e}",
-                        cert.display(),
-                        key.display()
-                    ))
-                })?)
-            }
+        if args.proxy_protocol {
+            // The PROXY header must be read before the handshake, in the
+            // connection's own task (crate::proxy has the parser): not wired yet.
+            return Err(StartError(
+                "--proxy-protocol is not supported by this server yet".into(),
+            ));
+        }
+        let jwt = match &args.jwt_key_file {
+            Some(path) => Some(Arc::new(
+                JwtVerifier::from_file(path)
+                    .map_err(|e| StartError(format!("--jwt-key-file {e}")))?,
+            )),
             None => None,
+        };
+        let (tls, reloader) = match args.tls() {
+            Some((cert, key)) => {
+                let (tls, reloader) = TlsServerOptions::reloadable_from_pem_files(cert, key)
+                    .map_err(|e| {
+                        StartError(format!(
+                            "TLS certificate/key ({}, {}): {e}",
+                            cert.display(),
+                            key.display()
+                        ))
+                    })?;
+                (Some(tls), Some(reloader))
+            }
+            None => (None, None),
         };
         let listeners = args
             .listen
@@ -414,14 +546,24 @@ impl Server {
                     .map_err(|e| StartError(format!("cannot listen on {a}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let rooms = RelayRooms {
-            cfg: Arc::new(args.relay_config()),
+        let observed = Arc::new(Observed {
             admission: Admission::new(args.limits()),
             counters: Arc::new(CounterSet::default()),
-            allowed_origins: args.allowed_origins.clone(),
-            no_stats: args.no_stats,
+            events: metrics::Counters::default(),
+            in_progress: AtomicU64::new(0),
+            ready: Readiness::default(),
             started: Instant::now(),
-            handshakes: HandshakeCounts::default(),
+        });
+        let rooms = RelayRooms {
+            cfg: Arc::new(args.relay_config()),
+            auth: Arc::new(AuthCheck {
+                token: args.auth_token.as_ref().map(|t| t.as_bytes().to_vec()),
+                jwt,
+            }),
+            observed: observed.clone(),
+            allowed_origins: args.allowed_origins.clone(),
+            paths: args.path_rules(),
+            public_stats: args.public_stats && !args.no_stats,
         };
         let options = RoomServerOptions {
             config: peer_config(args),
@@ -430,9 +572,14 @@ impl Server {
         };
         let rooms = RoomServer::start(rooms, listeners, options)
             .map_err(|e| StartError(format!("cannot start the server: {e}")))?;
+        let tls_reload =
+            reloader.map(|r| AbortOnDrop(crate::tls_reload::spawn(r, args.tls_reload_interval)));
         Ok(Server {
             rooms,
+            observed,
             no_stats: args.no_stats,
+            admin: None,
+            _tls_reload: tls_reload,
         })
     }
 
@@ -441,9 +588,41 @@ impl Server {
         self.rooms.local_addrs()
     }
 
-    /// The current counters as JSON (what `GET /stats` answers).
+    /// The counters as JSON (what `GET /stats` answers on the admin listener).
     pub fn stats_json(&self) -> String {
-        self.rooms.rooms().stats_json()
+        self.observed.stats_json()
+    }
+
+    /// The figures of `/metrics` now.
+    pub fn metrics_snapshot(&self) -> Snapshot {
+        self.observed.snapshot()
+    }
+
+    /// The readiness flag of `/readyz` (turned off when shutting down).
+    pub fn readiness(&self) -> Readiness {
+        self.observed.ready.clone()
+    }
+
+    /// Binds the admin listener on `addr` and serves it until the server
+    /// stops; returns the bound address (real port).
+    pub fn start_admin(&mut self, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+        let listener = AdminListener::bind(addr)
+            .map_err(|e| StartError(format!("cannot listen on {addr} (--admin-listen): {e}")))?;
+        let observed = self.observed.clone();
+        let metrics = Arc::new(Metrics::new(Arc::new(move || observed.snapshot())));
+        let stats = (!self.no_stats).then(|| {
+            let observed = self.observed.clone();
+            let source: crate::admin::StatsSource = Arc::new(move || observed.stats_json());
+            source
+        });
+        let handle = listener.spawn(AdminState {
+            ready: self.observed.ready.clone(),
+            metrics,
+            stats,
+        });
+        let bound = handle.local_addr();
+        self.admin = Some(handle);
+        Ok(bound)
     }
 
     /// Serves until `shutdown` resolves, then closes every connection
@@ -462,8 +641,14 @@ impl Server {
                 }
             }
         }
-        tracing::info!("shutting down");
-        self.rooms.shutdown(SHUTDOWN_TIMEOUT).await;
+        self.observed.ready.set(false);
+        tracing::info!(
+            peers = self.observed.admission.load().peers,
+            "shutting down"
+        );
+        let Server { rooms, admin, .. } = self;
+        rooms.shutdown(SHUTDOWN_TIMEOUT).await;
+        drop(admin);
     }
 }
 
@@ -531,7 +716,8 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
 pub async fn run(args: Args) -> Result<(), StartError> {
     // Signal handlers first, so a signal right after the listening lines is not lost.
     let signal = shutdown_signal();
-    let server = Server::bind(&args)?;
+    crate::startup::check_nofile_limit(args.max_peers);
+    let mut server = Server::bind(&args)?;
     {
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
@@ -539,6 +725,14 @@ pub async fn run(args: Args) -> Result<(), StartError> {
             let _ = writeln!(out, "listening on {addr}");
         }
         let _ = out.flush();
+    }
+    if let Some(addr) = args.admin_addr() {
+        let bound = server.start_admin(addr)?;
+        let mut out = std::io::stdout().lock();
+        // design/CLI.md: after the game listeners' lines; not starting with `listening on`.
+        let _ = writeln!(out, "admin listening on {bound}");
+        let _ = out.flush();
+        tracing::info!("admin: http://{bound}/metrics, /healthz, /readyz, /stats");
     }
     let scheme = if args.tls().is_some() { "wss" } else { "ws" };
     for addr in server.local_addrs() {

@@ -88,10 +88,11 @@ impl DropReason {
     }
 }
 
-/// Close codes counted one by one in [`Stats::disconnects`]; others are
-/// counted as `other`.
-const CLOSE_CODES: [u16; 12] = [
-    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1015,
+/// The labels of [`crate::metrics::close_code_label`], in a fixed order:
+/// the slots of [`Stats::disconnects`].
+const CLOSE_LABELS: [&str; 18] = [
+    "1000", "1001", "1002", "1003", "1005", "1006", "1007", "1008", "1009", "1010", "1011", "1012",
+    "1013", "1014", "1015", "3xxx", "4xxx", "other",
 ];
 
 /// Number of stripes.
@@ -106,8 +107,8 @@ struct Stripe {
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
-    /// By [`CLOSE_CODES`] index; the last slot is "other".
-    disconnects: [AtomicU64; CLOSE_CODES.len() + 1],
+    /// By [`CLOSE_LABELS`] index.
+    disconnects: [AtomicU64; CLOSE_LABELS.len()],
     joined: AtomicU64,
     slow_receivers: AtomicU64,
     auth_ok: AtomicU64,
@@ -155,13 +156,10 @@ impl CounterSet {
             }
         }
         let mut disconnects = BTreeMap::new();
-        for i in 0..=CLOSE_CODES.len() {
+        for (i, label) in CLOSE_LABELS.iter().enumerate() {
             let n = sum(&|s: &Stripe| &s.disconnects[i]);
             if n > 0 {
-                let key = CLOSE_CODES
-                    .get(i)
-                    .map_or_else(|| "other".to_string(), u16::to_string);
-                disconnects.insert(key, n);
+                disconnects.insert(*label, n);
             }
         }
         Stats {
@@ -212,10 +210,11 @@ impl Counters {
 
     /// A peer's connection ended with this close code (sent or received).
     pub fn disconnected(&self, code: u16) {
-        let i = CLOSE_CODES
+        let label = crate::metrics::close_code_label(code);
+        let i = CLOSE_LABELS
             .iter()
-            .position(|&c| c == code)
-            .unwrap_or(CLOSE_CODES.len());
+            .position(|&l| l == label)
+            .unwrap_or(CLOSE_LABELS.len() - 1);
         add(&self.s().disconnects[i], 1);
     }
 
@@ -253,8 +252,9 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Dropped client packets by reason ([`DropReason::as_str`]).
     pub dropped: BTreeMap<&'static str, u64>,
-    /// Ended peer connections by close code (`"1000"`, …, `"other"`).
-    pub disconnects: BTreeMap<String, u64>,
+    /// Ended peer connections by close code label
+    /// ([`crate::metrics::close_code_label`]).
+    pub disconnects: BTreeMap<&'static str, u64>,
     /// Peers that joined a room since start.
     pub joined_total: u64,
     /// Peers disconnected because their outbound queue was full.
@@ -276,5 +276,39 @@ impl Stats {
     /// The number of packets dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped.get(reason.as_str()).copied().unwrap_or(0)
+    }
+}
+
+/// The stats JSON without room names, for `GET /stats` on the game port
+/// (`--public-stats`): the `rooms` map is replaced by its size, so lobbies
+/// cannot be enumerated there. Anything that is not a JSON object is
+/// returned as `{}`.
+pub fn without_room_names(json: &str) -> String {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str::<serde_json::Value>(json)
+    else {
+        return "{}".into();
+    };
+    let rooms = match map.remove("rooms") {
+        Some(serde_json::Value::Object(r)) => r.len(),
+        _ => 0,
+    };
+    map.insert("rooms".into(), rooms.into());
+    serde_json::Value::Object(map).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_stats_hide_room_names() {
+        let json = r#"{"peers":3,"rooms":{"/":1,"/room/secret-lobby":2},"messages_in":5}"#;
+        let out = without_room_names(json);
+        assert!(!out.contains("secret-lobby"), "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["rooms"], 2);
+        assert_eq!(v["peers"], 3);
+        assert_eq!(v["messages_in"], 5);
+        assert_eq!(without_room_names("nonsense"), "{}");
     }
 }

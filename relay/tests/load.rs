@@ -64,6 +64,8 @@ impl Rng {
 struct RelayProc {
     child: Child,
     addr: std::net::SocketAddr,
+    /// The admin listener (`/stats`).
+    admin: std::net::SocketAddr,
 }
 
 impl RelayProc {
@@ -75,18 +77,20 @@ impl RelayProc {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn wsmp-relay");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("stdout line");
-        // design/CLI.md: `listening on HOST:PORT`.
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
-            .parse()
-            .expect("HOST:PORT");
-        RelayProc { child, addr }
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        // design/CLI.md: `listening on HOST:PORT`, then `admin listening on HOST:PORT`.
+        let mut read = |prefix: &str| -> std::net::SocketAddr {
+            let mut line = String::new();
+            out.read_line(&mut line).expect("stdout line");
+            line.trim_end()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
+                .parse()
+                .expect("HOST:PORT")
+        };
+        let addr = read("listening on ");
+        let admin = read("admin listening on ");
+        RelayProc { child, addr, admin }
     }
 
     fn pid(&self) -> u32 {
@@ -484,7 +488,7 @@ fn load_rooms_exactly_once() {
         let rss_peak = proc_status_kb(pid, "VmHWM");
         // A little longer, to catch duplicates or strays arriving late.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let stats = http_get(relay.addr, "/stats").await;
+        let stats = http_get(relay.admin, "/stats").await;
 
         let _ = stop_tx.send(true);
         let mut results = Vec::with_capacity(clients);

@@ -155,7 +155,7 @@ async fn auth_token_accepted_rejected_and_timed_out() {
     a.expect_nothing_pending().await;
     b.expect_nothing_pending().await;
 
-    let (status, body) = relay_srv.http_get("/stats").await;
+    let (status, body) = relay_srv.admin_get("/stats").await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["auth_failed"], 1);
@@ -185,7 +185,7 @@ async fn rooms_are_isolated() {
     a2.expect_nothing_pending().await;
     b1.expect_nothing_pending().await;
     d.expect_nothing_pending().await;
-    let (_, body) = relay_srv.http_get("/stats").await;
+    let (_, body) = relay_srv.admin_get("/stats").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["rooms"]["/room/alpha"], 2);
     assert_eq!(v["rooms"]["/room/beta"], 1);
@@ -256,7 +256,7 @@ async fn stats_match_traffic() {
     a.send(relay(a.id, &raw(b"hi"))).await;
     assert_eq!(a.recv().await, relay(a.id, &raw(b"hi")));
 
-    let (status, body) = relay_srv.http_get("/stats").await;
+    let (status, body) = relay_srv.admin_get("/stats").await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["peers"], 2);
@@ -281,9 +281,15 @@ async fn stats_match_traffic() {
 #[tokio::test]
 async fn no_stats_hides_stats() {
     let relay_srv = Relay::start(&["--no-stats"]);
+    assert_eq!(relay_srv.admin_get("/stats").await.0, 404);
     assert_eq!(relay_srv.http_get("/stats").await.0, 404);
+    assert_eq!(relay_srv.admin_get("/metrics").await.0, 200);
     assert_eq!(relay_srv.http_get("/").await.0, 200);
+    // --public-stats does not bring them back.
+    let relay_srv2 = Relay::start(&["--no-stats", "--public-stats"]);
+    assert_eq!(relay_srv2.http_get("/stats").await.0, 404);
     relay_srv.stop().await;
+    relay_srv2.stop().await;
 }
 
 /// Graceful stop: connected clients get a close frame (1001).
@@ -377,7 +383,7 @@ async fn slow_receiver_is_disconnected() {
     };
     assert_eq!(got, del_peer(b_id));
     read_task.await.unwrap();
-    let (_, body) = relay_srv.http_get("/stats").await;
+    let (_, body) = relay_srv.admin_get("/stats").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["disconnected_slow"], 1, "{body}");
     drop(b);

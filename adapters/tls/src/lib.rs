@@ -27,13 +27,15 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 #[cfg(feature = "testing")]
@@ -370,6 +372,140 @@ impl TlsServerOptions {
     /// The rustls server configuration.
     pub fn config(&self) -> Arc<rustls::ServerConfig> {
         self.config.clone()
+    }
+
+    /// Server options whose certificate and key can be replaced while the
+    /// server runs: each new TLS handshake gets the pair current at that
+    /// moment; established sessions keep theirs. The returned
+    /// [`CertReloader`] re-reads the two files.
+    pub fn reloadable_from_pem_files(
+        cert: &Path,
+        key: &Path,
+    ) -> Result<(Self, CertReloader), TlsError> {
+        let (cert_pem, key_pem) = (read_file(cert)?, read_file(key)?);
+        let current = certified_key_from_pem(&cert_pem, &key_pem)?;
+        let resolver = Arc::new(ReloadableCert {
+            current: RwLock::new(Arc::new(current)),
+        });
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Rustls)?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        Ok((
+            TlsServerOptions {
+                config: Arc::new(config),
+            },
+            CertReloader {
+                resolver,
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+                last_seen: Arc::new(std::sync::Mutex::new((cert_pem, key_pem))),
+            },
+        ))
+    }
+}
+
+/// A certificate chain and key from PEM bytes, checked to belong together.
+pub fn certified_key_from_pem(
+    cert_chain_pem: &[u8],
+    private_key_pem: &[u8],
+) -> Result<CertifiedKey, TlsError> {
+    let chain = parse_certificates(cert_chain_pem)?;
+    let key = parse_private_key(private_key_pem)?;
+    // rustls: parses the key with the provider and compares its public key
+    // with the leaf's SubjectPublicKeyInfo (InconsistentKeys on mismatch).
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::BadKey(e.to_string()))
+}
+
+/// The server certificate of a reloadable configuration: a rustls
+/// [`ResolvesServerCert`] answering every handshake with the current pair.
+#[derive(Debug)]
+struct ReloadableCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// Replaces the certificate of options made by
+/// [`TlsServerOptions::reloadable_from_pem_files`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CertReloader {
+    resolver: Arc<ReloadableCert>,
+    cert: PathBuf,
+    key: PathBuf,
+    /// The file contents of the last attempt (successful or not).
+    last_seen: Arc<std::sync::Mutex<(Vec<u8>, Vec<u8>)>>,
+}
+
+impl CertReloader {
+    /// Re-reads the certificate and key files. A valid pair replaces the
+    /// current one for new handshakes; anything else (unreadable file, bad
+    /// PEM, key not matching the certificate) is returned as an error and
+    /// the current pair stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        self.reload_inner(true).map(|_| ())
+    }
+
+    /// As [`reload`](Self::reload), but only when the files' contents
+    /// differ from the last attempt: `Ok(false)` when unchanged (for
+    /// periodic checks, which then neither swap nor report the same bad
+    /// pair again).
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        self.reload_inner(false)
+    }
+
+    fn reload_inner(&self, always: bool) -> Result<bool, TlsError> {
+        let (cert_pem, key_pem) = (read_file(&self.cert)?, read_file(&self.key)?);
+        {
+            let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            if !always && last.0 == cert_pem && last.1 == key_pem {
+                return Ok(false);
+            }
+            *last = (cert_pem.clone(), key_pem.clone());
+        }
+        let new = certified_key_from_pem(&cert_pem, &key_pem)?;
+        self.replace(new);
+        Ok(true)
+    }
+
+    /// Installs `pair` for new handshakes.
+    pub fn replace(&self, pair: CertifiedKey) {
+        *self
+            .resolver
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(pair);
+    }
+
+    /// The end-entity certificate served to new handshakes (DER).
+    pub fn current_leaf(&self) -> Option<CertificateDer<'static>> {
+        let current = self
+            .resolver
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        current.cert.first().cloned()
+    }
+
+    /// The certificate file.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert
+    }
+
+    /// The key file.
+    pub fn key_path(&self) -> &Path {
+        &self.key
     }
 }
 

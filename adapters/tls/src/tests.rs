@@ -261,3 +261,123 @@ fn in_memory_handshakes() {
         .unwrap();
     assert!(handshake(&unsafe_other, "localhost", ok_chain, ok_key).is_err());
 }
+
+/// Certificate reload over real sockets: a new pair is served to new clients
+/// while an established session goes on; a bad pair is refused and the
+/// current one stays.
+#[cfg(feature = "testing")]
+#[test]
+fn reload_over_real_sockets() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    let dir = std::env::temp_dir().join(format!("wsmp-tls-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let first = testing::TestCerts::generate();
+    let second = testing::TestCerts::generate();
+    std::fs::write(&cert, &first.server_chain_pem).unwrap();
+    std::fs::write(&key, &first.server_key_pem).unwrap();
+    let (server, reloader) = TlsServerOptions::reloadable_from_pem_files(&cert, &key).unwrap();
+
+    // A line echo server: one thread per connection, bounded by the test's lifetime.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = server.config();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(stream) = stream else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream));
+                let mut line = String::new();
+                while tls.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if tls.get_mut().write_all(line.as_bytes()).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+
+    type Client = BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>;
+    let connect = |ca: &str| -> Result<Client, String> {
+        let opts = TlsClientOptions::client()
+            .with_trusted_ca_pem(ca.as_bytes())
+            .unwrap();
+        let (cc, name) = opts.build("localhost").unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut c = BufReader::new(rustls::StreamOwned::new(
+            rustls::ClientConnection::new(cc, name).unwrap(),
+            tcp,
+        ));
+        echo(&mut c, "hello")?;
+        Ok(c)
+    };
+    fn echo(c: &mut Client, msg: &str) -> Result<(), String> {
+        c.get_mut()
+            .write_all(format!("{msg}\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        c.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line == format!("{msg}\n") {
+            Ok(())
+        } else {
+            Err(format!("echo {line:?}"))
+        }
+    }
+
+    let mut old = connect(&first.ca_pem).expect("first pair served");
+    assert!(
+        connect(&second.ca_pem).is_err(),
+        "second pair not yet served"
+    );
+
+    std::fs::write(&cert, &second.server_chain_pem).unwrap();
+    std::fs::write(&key, &second.server_key_pem).unwrap();
+    reloader.reload().expect("valid pair reloads");
+    let mut new = connect(&second.ca_pem).expect("new clients see the new pair");
+    assert!(connect(&first.ca_pem).is_err(), "old pair no longer served");
+    echo(&mut old, "still here").expect("the old session goes on");
+
+    // A bad pair: the certificate of one and the key of another.
+    let third = testing::TestCerts::generate();
+    std::fs::write(&cert, &third.server_chain_pem).unwrap();
+    std::fs::write(&key, &second.server_key_pem).unwrap();
+    let e = reloader.reload().expect_err("mismatched pair refused");
+    assert!(matches!(e, TlsError::BadKey(_)), "{e}");
+    // Garbage and a missing file are refused too.
+    std::fs::write(&cert, "not pem").unwrap();
+    assert!(reloader.reload().is_err());
+    std::fs::remove_file(&key).unwrap();
+    assert!(matches!(reloader.reload(), Err(TlsError::Io { .. })));
+    connect(&second.ca_pem).expect("the second pair is still served");
+    // Periodic checks: unchanged files are not reloaded, a changed bad pair is
+    // reported once, a fixed pair is taken.
+    std::fs::write(&cert, &second.server_chain_pem).unwrap();
+    std::fs::write(&key, &second.server_key_pem).unwrap();
+    assert!(
+        reloader.reload_if_changed().unwrap(),
+        "changed since the failed attempt"
+    );
+    assert!(!reloader.reload_if_changed().unwrap(), "unchanged");
+    std::fs::write(&key, &third.server_key_pem).unwrap();
+    assert!(reloader.reload_if_changed().is_err());
+    assert!(
+        !reloader.reload_if_changed().unwrap(),
+        "the same bad pair is not retried"
+    );
+    std::fs::write(&cert, &third.server_chain_pem).unwrap();
+    assert!(reloader.reload_if_changed().unwrap());
+    connect(&third.ca_pem).expect("third pair served");
+    echo(&mut new, "again").unwrap();
+    echo(&mut old, "and again").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

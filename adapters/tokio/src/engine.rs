@@ -546,8 +546,13 @@ pub(crate) trait Acceptor: Send + Sync + 'static {
     ) -> Option<Arc<HostCell<Self::Logic>>>;
     /// The peer's socket is finished and released from `cell`.
     fn left(&self, _cell: &Arc<HostCell<Self::Logic>>) {}
+    /// A handshake started (for metrics; every start has one end).
+    fn handshake_started(&self, _info: &ConnInfo) {}
     /// A handshake ended (for metrics).
     fn handshake_ended(&self, _info: &ConnInfo, _outcome: HandshakeOutcome) {}
+    /// A connection was closed at accept: its address has
+    /// `max_pending_per_ip` unfinished handshakes.
+    fn pending_limit_refused(&self, _remote: SocketAddr) {}
 }
 
 /// Accepts sockets until the server stops; each gets its own task.
@@ -575,6 +580,7 @@ pub(crate) async fn accept_loop<A: Acceptor>(acceptor: Arc<A>, listener: tokio::
         wait_while_refusing(core).await;
         let Some(guard) = core.pending.try_add(remote, core.max_pending_per_ip) else {
             tracing::debug!(%remote, "too many unfinished handshakes from this address; closing");
+            acceptor.pending_limit_refused(remote);
             continue;
         };
         tokio::spawn(serve(acceptor.clone(), sock, remote, guard));
@@ -617,21 +623,23 @@ async fn serve<A: Acceptor>(
     let clock = core.clock;
     let id = core.lock_ids().draw();
     let _id = IdGuard(core, id);
+    let info = ConnInfo {
+        id,
+        remote,
+        local: sock.local_addr().ok(),
+        tls: core.tls.is_some(),
+    };
+    acceptor.handshake_started(&info);
     let tls = match &core.tls {
         Some(opts) => match rustls::ServerConnection::new(opts.config()) {
             Ok(c) => Some(Box::new(rustls::Connection::Server(c))),
             Err(e) => {
                 tracing::warn!(error = %e, "TLS session setup failed");
+                acceptor.handshake_ended(&info, HandshakeOutcome::Tls);
                 return;
             }
         },
         None => None,
-    };
-    let info = ConnInfo {
-        id,
-        remote,
-        local: sock.local_addr().ok(),
-        tls: tls.is_some(),
     };
     let mut driver = Driver::new(tls, core.config.close_timeout);
     let mut conn = Connection::server(

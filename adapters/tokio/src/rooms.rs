@@ -89,9 +89,15 @@ pub trait Rooms: Send + Sync + 'static {
     ) -> Admit<Self::Key, <Self::Room as Room>::Ticket>;
     /// The logic of a room that is being created (its first peer joins).
     fn open_room(&self, key: &Self::Key) -> Self::Room;
+    /// A handshake started: TCP accepted (for metrics; every start is
+    /// followed by exactly one [`handshake_ended`](Self::handshake_ended)).
+    fn handshake_started(&self, _info: &ConnInfo) {}
     /// A handshake ended (for metrics); `info.id` is the id the peer has if
     /// it was accepted.
     fn handshake_ended(&self, _info: &ConnInfo, _outcome: HandshakeOutcome) {}
+    /// A connection was closed at TCP accept because its address already
+    /// has `max_pending_per_ip` unfinished handshakes.
+    fn pending_limit_refused(&self, _remote: SocketAddr) {}
 }
 
 /// Options of a [`RoomServer`].
@@ -237,8 +243,16 @@ impl<R: Rooms> Acceptor for Shared<R> {
         retire_if_empty(&mut self.registry(), &key, cell);
     }
 
+    fn handshake_started(&self, info: &ConnInfo) {
+        self.rooms.handshake_started(info);
+    }
+
     fn handshake_ended(&self, info: &ConnInfo, outcome: HandshakeOutcome) {
         self.rooms.handshake_ended(info, outcome);
+    }
+
+    fn pending_limit_refused(&self, remote: SocketAddr) {
+        self.rooms.pending_limit_refused(remote);
     }
 }
 

@@ -379,6 +379,10 @@ impl Connection {
             State::Open | State::Closing => {
                 if self.close_received && self.close_written {
                     self.finish();
+                } else if self.close_received {
+                    // RFC 6455 §5.5.1: the peer's close is echoed; a peer that
+                    // half-closed after its close frame still reads, so the
+                    // queued echo is written first (`close_timeout` bounds it).
                 } else if self.failed {
                     // We already failed it; the peer closing now is the expected end.
                     self.out.clear();

@@ -19,6 +19,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// A relay running in this process.
 pub struct Relay {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/stats`, …), unless `--admin-listen off`.
+    pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -30,14 +32,18 @@ impl Relay {
             .into_iter()
             .chain(extra.iter().copied());
         let args = wsmp_relay::cli::try_parse_from(argv).expect("valid flags");
-        let server = Server::bind(&args).expect("relay starts");
+        let mut server = Server::bind(&args).expect("relay starts");
         let addr = server.local_addrs()[0];
+        let admin = args
+            .admin_addr()
+            .map(|a| server.start_admin(a).expect("admin listener starts"));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run_until(async move {
             let _ = rx.await;
         }));
         Relay {
             addr,
+            admin,
             stop: Some(tx),
             task: Some(task),
         }
@@ -60,9 +66,14 @@ impl Relay {
         }
     }
 
-    /// `GET path` over plain HTTP/1.1: (status, body).
+    /// `GET path` over plain HTTP/1.1 on the game port: (status, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.addr, path).await
+    }
+
+    /// `GET path` on the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin.expect("admin listener on"), path).await
     }
 }
 

@@ -353,6 +353,24 @@ fn close_timeout_drops_the_connection() {
 }
 
 #[test]
+fn close_then_half_close_still_gets_the_echo() {
+    // A client that sends its close frame and shuts down its write side at
+    // once (FIN) can still read: RFC 6455 §5.5.1 says the close is echoed,
+    // so the echo must be written before the socket is closed.
+    let mut s = open_server(cfg());
+    let close = cframe(0x88, &[0x03, 0xE8, b'b', b'y', b'e']);
+    assert_eq!(s.handle_input(ms(1), &close), close.len());
+    s.handle_eof(ms(1));
+    assert!(!s.should_close_socket(), "the echo is still owed");
+    let out = drain(&mut s, ms(2));
+    assert_eq!(out, sframe(0x88, &[0x03, 0xE8, b'b', b'y', b'e']));
+    assert_eq!(s.state(), State::Closed);
+    assert!(s.should_close_socket());
+    let info = closed_info(&events(&mut s));
+    assert_eq!((info.code, info.clean), (CloseCode::NORMAL, true));
+}
+
+#[test]
 fn eof_without_close_is_abnormal_1006() {
     let mut s = open_server(cfg());
     s.handle_eof(ms(1));
