@@ -1,0 +1,12 @@
+//! # wsmp-scene
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(any(test, feature = "tokio"))]
+extern crate std;
+
+pub mod variant;
+
+pub use variant::{Codec, DecodeError, EncodeError, RealWidth, Variant, VariantType};
