@@ -7,6 +7,8 @@ extern crate alloc;
 #[cfg(any(test, feature = "tokio"))]
 extern crate std;
 
+pub mod checksum;
+pub mod packet;
 pub mod variant;
 
 pub use variant::{Codec, DecodeError, EncodeError, RealWidth, Variant, VariantType};

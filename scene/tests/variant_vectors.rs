@@ -52,13 +52,19 @@ fn check(hex_bytes: &str, expected: Variant) {
     let decoded = bytes_to_var(&bytes).unwrap();
     assert_eq!(format!("{decoded:?}"), format!("{expected:?}"));
     assert_eq!(decoded, expected);
-    assert_eq!(var_to_bytes(&decoded).unwrap(), bytes, "re-encoding the decoded value");
+    assert_eq!(
+        var_to_bytes(&decoded).unwrap(),
+        bytes,
+        "re-encoding the decoded value"
+    );
     // Every strict prefix is an error, never a panic.
     for n in 0..bytes.len() {
-        assert!(bytes_to_var(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
+        assert!(
+            bytes_to_var(&bytes[..n]).is_err(),
+            "prefix of {n} bytes decoded"
+        );
     }
 }
-
 
 /// `null` (Nil)
 #[test]
@@ -129,7 +135,10 @@ fn vector_float_half() {
 /// `3.141592653589793` (float)
 #[test]
 fn vector_float_pi() {
-    check("03000100182d4454fb210940", Variant::Float(core::f64::consts::PI));
+    check(
+        "03000100182d4454fb210940",
+        Variant::Float(core::f64::consts::PI),
+    );
 }
 
 /// `1.25` (float)
@@ -177,19 +186,28 @@ fn vector_string_pad() {
 /// `"héllo wörld ✓ 日本"` (String)
 #[test]
 fn vector_string_utf8() {
-    check("040000001800000068c3a96c6c6f2077c3b6726c6420e29c9320e697a5e69cac", s("héllo wörld ✓ 日本"));
+    check(
+        "040000001800000068c3a96c6c6f2077c3b6726c6420e29c9320e697a5e69cac",
+        s("héllo wörld ✓ 日本"),
+    );
 }
 
 /// `&"player"` (StringName)
 #[test]
 fn vector_string_name() {
-    check("1500000006000000706c617965720000", Variant::StringName("player".into()));
+    check(
+        "1500000006000000706c617965720000",
+        Variant::StringName("player".into()),
+    );
 }
 
 /// `^"/root/Main/Player"` (NodePath)
 #[test]
 fn vector_node_path_abs() {
-    check("1600000003000080000000000100000004000000726f6f74040000004d61696e06000000506c617965720000", NodePath::parse("/root/Main/Player").into());
+    check(
+        "1600000003000080000000000100000004000000726f6f74040000004d61696e06000000506c617965720000",
+        NodePath::parse("/root/Main/Player").into(),
+    );
 }
 
 /// `^"Main/Player:position:x"` (NodePath)
@@ -213,67 +231,141 @@ fn vector_vector2i() {
 /// `Vector3(1, 2, 3)` (Vector3)
 #[test]
 fn vector_vector3() {
-    check("090000000000803f0000004000004040", Vector3::new(1.0, 2.0, 3.0).into());
+    check(
+        "090000000000803f0000004000004040",
+        Vector3::new(1.0, 2.0, 3.0).into(),
+    );
 }
 
 /// `Vector3i(-1, 0, 1)` (Vector3i)
 #[test]
 fn vector_vector3i() {
-    check("0a000000ffffffff0000000001000000", Vector3i { x: -1, y: 0, z: 1 }.into());
+    check(
+        "0a000000ffffffff0000000001000000",
+        Vector3i { x: -1, y: 0, z: 1 }.into(),
+    );
 }
 
 /// `Vector4(1, 2, 3, 4)` (Vector4)
 #[test]
 fn vector_vector4() {
-    check("0c0000000000803f000000400000404000008040", Vector4 { x: 1.0, y: 2.0, z: 3.0, w: 4.0 }.into());
+    check(
+        "0c0000000000803f000000400000404000008040",
+        Vector4 {
+            x: 1.0,
+            y: 2.0,
+            z: 3.0,
+            w: 4.0,
+        }
+        .into(),
+    );
 }
 
 /// `Vector4i(1, 2, 3, 4)` (Vector4i)
 #[test]
 fn vector_vector4i() {
-    check("0d00000001000000020000000300000004000000", Vector4i { x: 1, y: 2, z: 3, w: 4 }.into());
+    check(
+        "0d00000001000000020000000300000004000000",
+        Vector4i {
+            x: 1,
+            y: 2,
+            z: 3,
+            w: 4,
+        }
+        .into(),
+    );
 }
 
 /// `Rect2(1, 2, 3, 4)` (Rect2)
 #[test]
 fn vector_rect2() {
-    check("070000000000803f000000400000404000008040", Rect2 { position: Vector2::new(1.0, 2.0), size: Vector2::new(3.0, 4.0) }.into());
+    check(
+        "070000000000803f000000400000404000008040",
+        Rect2 {
+            position: Vector2::new(1.0, 2.0),
+            size: Vector2::new(3.0, 4.0),
+        }
+        .into(),
+    );
 }
 
 /// `Rect2i(1, 2, 3, 4)` (Rect2i)
 #[test]
 fn vector_rect2i() {
-    check("0800000001000000020000000300000004000000", Rect2i { position: Vector2i { x: 1, y: 2 }, size: Vector2i { x: 3, y: 4 } }.into());
+    check(
+        "0800000001000000020000000300000004000000",
+        Rect2i {
+            position: Vector2i { x: 1, y: 2 },
+            size: Vector2i { x: 3, y: 4 },
+        }
+        .into(),
+    );
 }
 
 /// `Transform2D(0.5, Vector2(10, 20))` (Transform2D)
 #[test]
 fn vector_transform2d() {
-    check("0b00000040a9603f4477f53e4477f5be40a9603f000020410000a041", Transform2D { columns: [Vector2::new(f32c(0.5f64.cos()), f32c(0.5f64.sin())), Vector2::new(-f32c(0.5f64.sin()), f32c(0.5f64.cos())), Vector2::new(10.0, 20.0)] }.into());
+    check(
+        "0b00000040a9603f4477f53e4477f5be40a9603f000020410000a041",
+        Transform2D {
+            columns: [
+                Vector2::new(f32c(0.5f64.cos()), f32c(0.5f64.sin())),
+                Vector2::new(-f32c(0.5f64.sin()), f32c(0.5f64.cos())),
+                Vector2::new(10.0, 20.0),
+            ],
+        }
+        .into(),
+    );
 }
 
 /// `Plane(Vector3(0, 1, 0), 5)` (Plane)
 #[test]
 fn vector_plane() {
-    check("0e000000000000000000803f000000000000a040", Plane { normal: Vector3::new(0.0, 1.0, 0.0), d: 5.0 }.into());
+    check(
+        "0e000000000000000000803f000000000000a040",
+        Plane {
+            normal: Vector3::new(0.0, 1.0, 0.0),
+            d: 5.0,
+        }
+        .into(),
+    );
 }
 
 /// `Quaternion(0, 0, 0, 1)` (Quaternion)
 #[test]
 fn vector_quaternion() {
-    check("0f0000000000000000000000000000000000803f", Quaternion { x: 0.0, y: 0.0, z: 0.0, w: 1.0 }.into());
+    check(
+        "0f0000000000000000000000000000000000803f",
+        Quaternion {
+            x: 0.0,
+            y: 0.0,
+            z: 0.0,
+            w: 1.0,
+        }
+        .into(),
+    );
 }
 
 /// `AABB(Vector3(1, 2, 3), Vector3(4, 5, 6))` (AABB)
 #[test]
 fn vector_aabb() {
-    check("100000000000803f0000004000004040000080400000a0400000c040", Aabb { position: Vector3::new(1.0, 2.0, 3.0), size: Vector3::new(4.0, 5.0, 6.0) }.into());
+    check(
+        "100000000000803f0000004000004040000080400000a0400000c040",
+        Aabb {
+            position: Vector3::new(1.0, 2.0, 3.0),
+            size: Vector3::new(4.0, 5.0, 6.0),
+        }
+        .into(),
+    );
 }
 
 /// `Basis()` (Basis)
 #[test]
 fn vector_basis() {
-    check("110000000000803f0000000000000000000000000000803f0000000000000000000000000000803f", identity_basis().into());
+    check(
+        "110000000000803f0000000000000000000000000000803f0000000000000000000000000000803f",
+        identity_basis().into(),
+    );
 }
 
 /// `Transform3D(Basis(), Vector3(7, 8, 9))` (Transform3D)
@@ -291,7 +383,16 @@ fn vector_projection() {
 /// `Color(1, 0.5, 0.25, 1)` (Color)
 #[test]
 fn vector_color() {
-    check("140000000000803f0000003f0000803e0000803f", Color { r: 1.0, g: 0.5, b: 0.25, a: 1.0 }.into());
+    check(
+        "140000000000803f0000003f0000803e0000803f",
+        Color {
+            r: 1.0,
+            g: 0.5,
+            b: 0.25,
+            a: 1.0,
+        }
+        .into(),
+    );
 }
 
 /// `RID()` (RID)
@@ -321,13 +422,27 @@ fn vector_array_nested() {
 /// `[1, 2, 3] as Array[int]` (Array)
 #[test]
 fn vector_array_typed_int() {
-    check("1c0001000200000003000000020000000100000002000000020000000200000003000000", Array::typed(ElementType::Builtin(VariantType::Int), vec![Variant::Int(1), Variant::Int(2), Variant::Int(3)]).into());
+    check(
+        "1c0001000200000003000000020000000100000002000000020000000200000003000000",
+        Array::typed(
+            ElementType::Builtin(VariantType::Int),
+            vec![Variant::Int(1), Variant::Int(2), Variant::Int(3)],
+        )
+        .into(),
+    );
 }
 
 /// `["a", "b"] as Array[String]` (Array)
 #[test]
 fn vector_array_typed_string() {
-    check("1c0001000400000002000000040000000100000061000000040000000100000062000000", Array::typed(ElementType::Builtin(VariantType::String), vec![s("a"), s("b")]).into());
+    check(
+        "1c0001000400000002000000040000000100000061000000040000000100000062000000",
+        Array::typed(
+            ElementType::Builtin(VariantType::String),
+            vec![s("a"), s("b")],
+        )
+        .into(),
+    );
 }
 
 /// `{}` (Dictionary)
@@ -351,7 +466,10 @@ fn vector_dict_typed() {
 /// `PackedByteArray([1, 2, 3, 255, 0])` (PackedByteArray)
 #[test]
 fn vector_packed_byte() {
-    check("1d00000005000000010203ff00000000", Variant::PackedByteArray(vec![1, 2, 3, 255, 0]));
+    check(
+        "1d00000005000000010203ff00000000",
+        Variant::PackedByteArray(vec![1, 2, 3, 255, 0]),
+    );
 }
 
 /// `PackedByteArray()` (PackedByteArray)
@@ -363,62 +481,105 @@ fn vector_packed_byte_empty() {
 /// `PackedInt32Array([1, -1, 2147483647])` (PackedInt32Array)
 #[test]
 fn vector_packed_int32() {
-    check("1e0000000300000001000000ffffffffffffff7f", Variant::PackedInt32Array(vec![1, -1, 2147483647]));
+    check(
+        "1e0000000300000001000000ffffffffffffff7f",
+        Variant::PackedInt32Array(vec![1, -1, 2147483647]),
+    );
 }
 
 /// `PackedInt64Array([1, -1, 4294967296])` (PackedInt64Array)
 #[test]
 fn vector_packed_int64() {
-    check("1f000000030000000100000000000000ffffffffffffffff0000000001000000", Variant::PackedInt64Array(vec![1, -1, 4294967296]));
+    check(
+        "1f000000030000000100000000000000ffffffffffffffff0000000001000000",
+        Variant::PackedInt64Array(vec![1, -1, 4294967296]),
+    );
 }
 
 /// `PackedFloat32Array([0.5, -1.5])` (PackedFloat32Array)
 #[test]
 fn vector_packed_float32() {
-    check("20000000020000000000003f0000c0bf", Variant::PackedFloat32Array(vec![0.5, -1.5]));
+    check(
+        "20000000020000000000003f0000c0bf",
+        Variant::PackedFloat32Array(vec![0.5, -1.5]),
+    );
 }
 
 /// `PackedFloat64Array([0.1, 1e300])` (PackedFloat64Array)
 #[test]
 fn vector_packed_float64() {
-    check("21000000020000009a9999999999b93f9c7500883ce4377e", Variant::PackedFloat64Array(vec![0.1, 1e300]));
+    check(
+        "21000000020000009a9999999999b93f9c7500883ce4377e",
+        Variant::PackedFloat64Array(vec![0.1, 1e300]),
+    );
 }
 
 /// `PackedStringArray(["a", "bcd", ""])` (PackedStringArray)
 #[test]
 fn vector_packed_string() {
-    check("2200000003000000020000006100000004000000626364000100000000000000", Variant::PackedStringArray(vec!["a".into(), "bcd".into(), "".into()]));
+    check(
+        "2200000003000000020000006100000004000000626364000100000000000000",
+        Variant::PackedStringArray(vec!["a".into(), "bcd".into(), "".into()]),
+    );
 }
 
 /// `PackedVector2Array([Vector2(1, 2), Vector2(3, 4)])` (PackedVector2Array)
 #[test]
 fn vector_packed_vector2() {
-    check("23000000020000000000803f000000400000404000008040", Variant::PackedVector2Array(vec![Vector2::new(1.0, 2.0), Vector2::new(3.0, 4.0)]));
+    check(
+        "23000000020000000000803f000000400000404000008040",
+        Variant::PackedVector2Array(vec![Vector2::new(1.0, 2.0), Vector2::new(3.0, 4.0)]),
+    );
 }
 
 /// `PackedVector3Array([Vector3(1, 2, 3)])` (PackedVector3Array)
 #[test]
 fn vector_packed_vector3() {
-    check("24000000010000000000803f0000004000004040", Variant::PackedVector3Array(vec![Vector3::new(1.0, 2.0, 3.0)]));
+    check(
+        "24000000010000000000803f0000004000004040",
+        Variant::PackedVector3Array(vec![Vector3::new(1.0, 2.0, 3.0)]),
+    );
 }
 
 /// `PackedColorArray([Color(1, 0, 0, 1)])` (PackedColorArray)
 #[test]
 fn vector_packed_color() {
-    check("25000000010000000000803f00000000000000000000803f", Variant::PackedColorArray(vec![Color { r: 1.0, g: 0.0, b: 0.0, a: 1.0 }]));
+    check(
+        "25000000010000000000803f00000000000000000000803f",
+        Variant::PackedColorArray(vec![Color {
+            r: 1.0,
+            g: 0.0,
+            b: 0.0,
+            a: 1.0,
+        }]),
+    );
 }
 
 /// `PackedVector4Array([Vector4(1, 2, 3, 4)])` (PackedVector4Array)
 #[test]
 fn vector_packed_vector4() {
-    check("26000000010000000000803f000000400000404000008040", Variant::PackedVector4Array(vec![Vector4 { x: 1.0, y: 2.0, z: 3.0, w: 4.0 }]));
+    check(
+        "26000000010000000000803f000000400000404000008040",
+        Variant::PackedVector4Array(vec![Vector4 {
+            x: 1.0,
+            y: 2.0,
+            z: 3.0,
+            w: 4.0,
+        }]),
+    );
 }
 
 #[test]
 fn the_spec_file_has_59_vectors() {
     // Keeps this file in step with the spec when it is beside the repository.
-    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/spec/variant-vectors.json");
-    let alt = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/spec/variant-vectors.json");
+    let spec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/spec/variant-vectors.json"
+    );
+    let alt = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/spec/variant-vectors.json"
+    );
     for path in [spec, alt] {
         if let Ok(text) = std::fs::read_to_string(path) {
             let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -427,8 +588,14 @@ fn the_spec_file_has_59_vectors() {
             for v in vectors {
                 let name = v["name"].as_str().unwrap();
                 let hex = v["hex"].as_str().unwrap();
-                assert!(THIS_FILE.contains(&format!("fn vector_{name}()")), "{name} has no test");
-                assert!(THIS_FILE.contains(&format!("check(\"{hex}\"")), "{name}: bytes differ");
+                assert!(
+                    THIS_FILE.contains(&format!("fn vector_{name}()")),
+                    "{name} has no test"
+                );
+                assert!(
+                    THIS_FILE.contains(&format!("check(\"{hex}\"")),
+                    "{name}: bytes differ"
+                );
             }
         }
     }

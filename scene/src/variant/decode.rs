@@ -437,7 +437,9 @@ fn node_path(r: &mut Reader<'_>) -> Result<NodePath, DecodeError> {
         subnames = subnames.saturating_add(1);
     }
     // Every string takes at least its 4-byte length.
-    let total = names.checked_add(subnames).ok_or(DecodeError::InvalidLength)?;
+    let total = names
+        .checked_add(subnames)
+        .ok_or(DecodeError::InvalidLength)?;
     r.check_fits(total, 4)?;
     let mut path = NodePath {
         names: Vec::with_capacity(names),

@@ -391,8 +391,8 @@ impl Dictionary {
 
     /// A typed dictionary (`Dictionary[K, V]`).
     pub fn typed(key: ElementType, value: ElementType, entries: Vec<(Variant, Variant)>) -> Self {
-        let types = (key != ElementType::Any || value != ElementType::Any)
-            .then(|| Box::new((key, value)));
+        let types =
+            (key != ElementType::Any || value != ElementType::Any).then(|| Box::new((key, value)));
         Dictionary { entries, types }
     }
 
