@@ -8,7 +8,10 @@ extern crate alloc;
 extern crate std;
 
 pub mod checksum;
+pub mod multiplayer;
 pub mod packet;
+#[cfg(feature = "serde")]
+pub mod serde;
 pub mod variant;
 
 pub use variant::{Codec, DecodeError, EncodeError, RealWidth, Variant, VariantType};
