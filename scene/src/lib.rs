@@ -12,6 +12,8 @@ pub mod multiplayer;
 pub mod packet;
 #[cfg(feature = "serde")]
 pub mod serde;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 pub mod variant;
 
 pub use variant::{Codec, DecodeError, EncodeError, RealWidth, Variant, VariantType};
