@@ -165,222 +165,287 @@ impl Codec {
         Ok(v)
     }
 
+    /// Decodes one value. Containers are decoded with an explicit stack, not
+    /// by recursion: nesting up to [`Codec::max_depth`] costs heap (bounded
+    /// by the input), never thread stack.
     pub(super) fn decode_value(
         &self,
         r: &mut Reader<'_>,
         depth: usize,
     ) -> Result<Variant, DecodeError> {
-        if depth > self.max_depth {
-            return Err(DecodeError::TooDeep);
+        let mut stack: Vec<Frame> = Vec::new();
+        loop {
+            if depth + stack.len() > self.max_depth {
+                return Err(DecodeError::TooDeep);
+            }
+            let header = r.u32()?;
+            let type_id = header & HEADER_TYPE_MASK;
+            let ty = VariantType::from_id(type_id).ok_or(DecodeError::InvalidType(type_id))?;
+            let mut value = match ty {
+                VariantType::Dictionary => {
+                    let key_type = element_type(r, (header >> TYPED_ARRAY_SHIFT) & 3)?;
+                    let value_type = element_type(r, (header >> TYPED_DICT_VALUE_SHIFT) & 3)?;
+                    let count = (r.u32()? & COUNT_MASK) as usize;
+                    // Each key and value is at least a 4-byte header.
+                    let entries = bounded_vec(r, count, 8);
+                    let dict = Dictionary::typed(key_type, value_type, entries);
+                    if count > 0 {
+                        stack.push(Frame::Dictionary {
+                            dict,
+                            key: None,
+                            left: count,
+                        });
+                        continue;
+                    }
+                    Variant::Dictionary(dict)
+                }
+                VariantType::Array => {
+                    let element_type = element_type(r, (header >> TYPED_ARRAY_SHIFT) & 3)?;
+                    let count = (r.u32()? & COUNT_MASK) as usize;
+                    let array = Array {
+                        items: bounded_vec(r, count, 4),
+                        element_type,
+                    };
+                    if count > 0 {
+                        stack.push(Frame::Array { array, left: count });
+                        continue;
+                    }
+                    Variant::Array(array)
+                }
+                _ => decode_leaf(r, ty, header)?,
+            };
+            // Hand the value to the containers it completes.
+            loop {
+                match stack.last_mut() {
+                    None => return Ok(value),
+                    Some(Frame::Array { array, left }) => {
+                        array.items.push(value);
+                        *left -= 1;
+                        if *left > 0 {
+                            break;
+                        }
+                    }
+                    Some(Frame::Dictionary { dict, key, left }) => match key.take() {
+                        None => {
+                            *key = Some(value);
+                            break;
+                        }
+                        Some(k) => {
+                            dict.entries_mut().push((k, value));
+                            *left -= 1;
+                            if *left > 0 {
+                                break;
+                            }
+                        }
+                    },
+                }
+                // The top frame is complete (the stack is not empty here).
+                value = match stack.pop() {
+                    Some(Frame::Array { array, .. }) => Variant::Array(array),
+                    Some(Frame::Dictionary { dict, .. }) => Variant::Dictionary(dict),
+                    None => return Err(DecodeError::InvalidLength),
+                };
+            }
         }
-        let header = r.u32()?;
-        let type_id = header & HEADER_TYPE_MASK;
-        let ty = VariantType::from_id(type_id).ok_or(DecodeError::InvalidType(type_id))?;
-        let wide = header & HEADER_DATA_FLAG_64 != 0;
-        use VariantType as T;
-        Ok(match ty {
-            T::Nil => Variant::Nil,
-            // marshalls.cpp: any non-zero u32 is true.
-            T::Bool => Variant::Bool(r.u32()? != 0),
-            T::Int => Variant::Int(if wide {
-                r.u64()? as i64
-            } else {
-                i64::from(r.u32()? as i32)
-            }),
-            T::Float => Variant::Float(r.real(wide)?),
-            T::String => Variant::String(r.string()?),
-            T::Vector2 => Variant::Vector2(vector2(r, wide)?),
-            T::Vector2i => Variant::Vector2i(Vector2i {
-                x: r.u32()? as i32,
-                y: r.u32()? as i32,
-            }),
-            T::Rect2 => Variant::Rect2(Rect2 {
-                position: vector2(r, wide)?,
-                size: vector2(r, wide)?,
-            }),
-            T::Rect2i => Variant::Rect2i(Rect2i {
-                position: Vector2i {
-                    x: r.u32()? as i32,
-                    y: r.u32()? as i32,
-                },
-                size: Vector2i {
-                    x: r.u32()? as i32,
-                    y: r.u32()? as i32,
-                },
-            }),
-            T::Vector3 => Variant::Vector3(vector3(r, wide)?),
-            T::Vector3i => Variant::Vector3i(Vector3i {
-                x: r.u32()? as i32,
-                y: r.u32()? as i32,
-                z: r.u32()? as i32,
-            }),
-            T::Transform2D => Variant::Transform2D(Box::new(Transform2D {
-                columns: [vector2(r, wide)?, vector2(r, wide)?, vector2(r, wide)?],
-            })),
-            T::Vector4 => Variant::Vector4(vector4(r, wide)?),
-            T::Vector4i => Variant::Vector4i(Vector4i {
-                x: r.u32()? as i32,
-                y: r.u32()? as i32,
-                z: r.u32()? as i32,
-                w: r.u32()? as i32,
-            }),
-            T::Plane => Variant::Plane(Plane {
-                normal: vector3(r, wide)?,
-                d: r.real(wide)?,
-            }),
-            T::Quaternion => {
-                let v = vector4(r, wide)?;
-                Variant::Quaternion(Quaternion {
-                    x: v.x,
-                    y: v.y,
-                    z: v.z,
-                    w: v.w,
-                })
-            }
-            T::Aabb => Variant::Aabb(Box::new(Aabb {
-                position: vector3(r, wide)?,
-                size: vector3(r, wide)?,
-            })),
-            T::Basis => Variant::Basis(Box::new(basis(r, wide)?)),
-            T::Transform3D => Variant::Transform3D(Box::new(Transform3D {
-                basis: basis(r, wide)?,
-                origin: vector3(r, wide)?,
-            })),
-            T::Projection => Variant::Projection(Box::new(Projection {
-                columns: [
-                    vector4(r, wide)?,
-                    vector4(r, wide)?,
-                    vector4(r, wide)?,
-                    vector4(r, wide)?,
-                ],
-            })),
-            T::Color => Variant::Color(color(r)?),
-            T::StringName => Variant::StringName(r.string()?),
-            T::NodePath => Variant::NodePath(Box::new(node_path(r)?)),
-            T::Rid => Variant::Rid(r.u64()?),
-            T::Object => return Err(DecodeError::Unsupported(T::Object)),
-            // marshalls.cpp: a Callable carries nothing.
-            T::Callable => Variant::Callable,
-            T::Signal => {
-                let name = r.string()?;
-                let object_id = r.u64()?;
-                Variant::Signal { name, object_id }
-            }
-            T::Dictionary => {
-                let key_type = element_type(r, (header >> TYPED_ARRAY_SHIFT) & 3)?;
-                let value_type = element_type(r, (header >> TYPED_DICT_VALUE_SHIFT) & 3)?;
-                let count = (r.u32()? & COUNT_MASK) as usize;
-                // Each key and value is at least a 4-byte header.
-                let mut entries = bounded_vec(r, count, 8);
-                for _ in 0..count {
-                    let k = self.decode_value(r, depth + 1)?;
-                    let v = self.decode_value(r, depth + 1)?;
-                    entries.push((k, v));
-                }
-                Variant::Dictionary(Dictionary::typed(key_type, value_type, entries))
-            }
-            T::Array => {
-                let element_type = element_type(r, (header >> TYPED_ARRAY_SHIFT) & 3)?;
-                let count = (r.u32()? & COUNT_MASK) as usize;
-                let mut items = bounded_vec(r, count, 4);
-                for _ in 0..count {
-                    items.push(self.decode_value(r, depth + 1)?);
-                }
-                Variant::Array(Array {
-                    items,
-                    element_type,
-                })
-            }
-            T::PackedByteArray => {
-                let n = r.count()?;
-                let pad = (4 - n % 4) % 4;
-                r.check_fits(n + pad, 1)?;
-                let data = r.take(n)?.to_vec();
-                r.take(pad)?;
-                Variant::PackedByteArray(data)
-            }
-            T::PackedInt32Array => {
-                let n = r.count()?;
-                r.check_fits(n, 4)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(r.u32()? as i32);
-                }
-                Variant::PackedInt32Array(v)
-            }
-            T::PackedInt64Array => {
-                let n = r.count()?;
-                r.check_fits(n, 8)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(r.u64()? as i64);
-                }
-                Variant::PackedInt64Array(v)
-            }
-            T::PackedFloat32Array => {
-                let n = r.count()?;
-                r.check_fits(n, 4)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(r.f32()?);
-                }
-                Variant::PackedFloat32Array(v)
-            }
-            T::PackedFloat64Array => {
-                let n = r.count()?;
-                r.check_fits(n, 8)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(r.f64()?);
-                }
-                Variant::PackedFloat64Array(v)
-            }
-            T::PackedStringArray => {
-                let n = r.count()?;
-                let mut v = bounded_vec(r, n, 4);
-                for _ in 0..n {
-                    v.push(r.string()?);
-                }
-                Variant::PackedStringArray(v)
-            }
-            T::PackedVector2Array => {
-                let n = r.count()?;
-                r.check_fits(n, if wide { 16 } else { 8 })?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(vector2(r, wide)?);
-                }
-                Variant::PackedVector2Array(v)
-            }
-            T::PackedVector3Array => {
-                let n = r.count()?;
-                r.check_fits(n, if wide { 24 } else { 12 })?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(vector3(r, wide)?);
-                }
-                Variant::PackedVector3Array(v)
-            }
-            T::PackedColorArray => {
-                let n = r.count()?;
-                r.check_fits(n, 16)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(color(r)?);
-                }
-                Variant::PackedColorArray(v)
-            }
-            T::PackedVector4Array => {
-                let n = r.count()?;
-                r.check_fits(n, if wide { 32 } else { 16 })?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(vector4(r, wide)?);
-                }
-                Variant::PackedVector4Array(v)
-            }
-        })
     }
+}
+
+/// A container being filled by [`Codec::decode_value`].
+enum Frame {
+    Array {
+        array: Array,
+        left: usize,
+    },
+    Dictionary {
+        dict: Dictionary,
+        key: Option<Variant>,
+        left: usize,
+    },
+}
+
+/// Every type but the containers.
+#[inline(never)]
+fn decode_leaf(r: &mut Reader<'_>, ty: VariantType, header: u32) -> Result<Variant, DecodeError> {
+    let wide = header & HEADER_DATA_FLAG_64 != 0;
+    use VariantType as T;
+    Ok(match ty {
+        T::Nil => Variant::Nil,
+        // marshalls.cpp: any non-zero u32 is true.
+        T::Bool => Variant::Bool(r.u32()? != 0),
+        T::Int => Variant::Int(if wide {
+            r.u64()? as i64
+        } else {
+            i64::from(r.u32()? as i32)
+        }),
+        T::Float => Variant::Float(r.real(wide)?),
+        T::String => Variant::String(r.string()?),
+        T::Vector2 => Variant::Vector2(vector2(r, wide)?),
+        T::Vector2i => Variant::Vector2i(Vector2i {
+            x: r.u32()? as i32,
+            y: r.u32()? as i32,
+        }),
+        T::Rect2 => Variant::Rect2(Rect2 {
+            position: vector2(r, wide)?,
+            size: vector2(r, wide)?,
+        }),
+        T::Rect2i => Variant::Rect2i(Rect2i {
+            position: Vector2i {
+                x: r.u32()? as i32,
+                y: r.u32()? as i32,
+            },
+            size: Vector2i {
+                x: r.u32()? as i32,
+                y: r.u32()? as i32,
+            },
+        }),
+        T::Vector3 => Variant::Vector3(vector3(r, wide)?),
+        T::Vector3i => Variant::Vector3i(Vector3i {
+            x: r.u32()? as i32,
+            y: r.u32()? as i32,
+            z: r.u32()? as i32,
+        }),
+        T::Transform2D => Variant::Transform2D(Box::new(Transform2D {
+            columns: [vector2(r, wide)?, vector2(r, wide)?, vector2(r, wide)?],
+        })),
+        T::Vector4 => Variant::Vector4(vector4(r, wide)?),
+        T::Vector4i => Variant::Vector4i(Vector4i {
+            x: r.u32()? as i32,
+            y: r.u32()? as i32,
+            z: r.u32()? as i32,
+            w: r.u32()? as i32,
+        }),
+        T::Plane => Variant::Plane(Plane {
+            normal: vector3(r, wide)?,
+            d: r.real(wide)?,
+        }),
+        T::Quaternion => {
+            let v = vector4(r, wide)?;
+            Variant::Quaternion(Quaternion {
+                x: v.x,
+                y: v.y,
+                z: v.z,
+                w: v.w,
+            })
+        }
+        T::Aabb => Variant::Aabb(Box::new(Aabb {
+            position: vector3(r, wide)?,
+            size: vector3(r, wide)?,
+        })),
+        T::Basis => Variant::Basis(Box::new(basis(r, wide)?)),
+        T::Transform3D => Variant::Transform3D(Box::new(Transform3D {
+            basis: basis(r, wide)?,
+            origin: vector3(r, wide)?,
+        })),
+        T::Projection => Variant::Projection(Box::new(Projection {
+            columns: [
+                vector4(r, wide)?,
+                vector4(r, wide)?,
+                vector4(r, wide)?,
+                vector4(r, wide)?,
+            ],
+        })),
+        T::Color => Variant::Color(color(r)?),
+        T::StringName => Variant::StringName(r.string()?),
+        T::NodePath => Variant::NodePath(Box::new(node_path(r)?)),
+        T::Rid => Variant::Rid(r.u64()?),
+        T::Object => return Err(DecodeError::Unsupported(T::Object)),
+        // marshalls.cpp: a Callable carries nothing.
+        T::Callable => Variant::Callable,
+        T::Signal => {
+            let name = r.string()?;
+            let object_id = r.u64()?;
+            Variant::Signal { name, object_id }
+        }
+        T::PackedByteArray => {
+            let n = r.count()?;
+            let pad = (4 - n % 4) % 4;
+            r.check_fits(n + pad, 1)?;
+            let data = r.take(n)?.to_vec();
+            r.take(pad)?;
+            Variant::PackedByteArray(data)
+        }
+        T::PackedInt32Array => {
+            let n = r.count()?;
+            r.check_fits(n, 4)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.u32()? as i32);
+            }
+            Variant::PackedInt32Array(v)
+        }
+        T::PackedInt64Array => {
+            let n = r.count()?;
+            r.check_fits(n, 8)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.u64()? as i64);
+            }
+            Variant::PackedInt64Array(v)
+        }
+        T::PackedFloat32Array => {
+            let n = r.count()?;
+            r.check_fits(n, 4)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.f32()?);
+            }
+            Variant::PackedFloat32Array(v)
+        }
+        T::PackedFloat64Array => {
+            let n = r.count()?;
+            r.check_fits(n, 8)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.f64()?);
+            }
+            Variant::PackedFloat64Array(v)
+        }
+        T::PackedStringArray => {
+            let n = r.count()?;
+            let mut v = bounded_vec(r, n, 4);
+            for _ in 0..n {
+                v.push(r.string()?);
+            }
+            Variant::PackedStringArray(v)
+        }
+        T::PackedVector2Array => {
+            let n = r.count()?;
+            r.check_fits(n, if wide { 16 } else { 8 })?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(vector2(r, wide)?);
+            }
+            Variant::PackedVector2Array(v)
+        }
+        T::PackedVector3Array => {
+            let n = r.count()?;
+            r.check_fits(n, if wide { 24 } else { 12 })?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(vector3(r, wide)?);
+            }
+            Variant::PackedVector3Array(v)
+        }
+        T::PackedColorArray => {
+            let n = r.count()?;
+            r.check_fits(n, 16)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(color(r)?);
+            }
+            Variant::PackedColorArray(v)
+        }
+        T::PackedVector4Array => {
+            let n = r.count()?;
+            r.check_fits(n, if wide { 32 } else { 16 })?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(vector4(r, wide)?);
+            }
+            Variant::PackedVector4Array(v)
+        }
+        T::Dictionary | T::Array => return Err(DecodeError::InvalidType(ty.id())),
+    })
 }
 
 fn vector2(r: &mut Reader<'_>, wide: bool) -> Result<Vector2, DecodeError> {

@@ -153,143 +153,7 @@ impl Codec {
             return Err(EncodeError::TooDeep);
         }
         let ty = value.variant_type().id();
-        let real_flag = if w.wide { HEADER_DATA_FLAG_64 } else { 0 };
         match value {
-            Variant::Nil => w.u32(ty),
-            Variant::Bool(b) => {
-                w.u32(ty);
-                w.u32(u32::from(*b));
-            }
-            // marshalls.cpp: 64-bit only outside the i32 range.
-            Variant::Int(i) => match i32::try_from(*i) {
-                Ok(small) => {
-                    w.u32(ty);
-                    w.u32(small as u32);
-                }
-                Err(_) => {
-                    w.u32(ty | HEADER_DATA_FLAG_64);
-                    w.u64(*i as u64);
-                }
-            },
-            Variant::Float(d) => {
-                if float_is_wide(*d) {
-                    w.u32(ty | HEADER_DATA_FLAG_64);
-                    w.out.extend_from_slice(&d.to_le_bytes());
-                } else {
-                    w.u32(ty);
-                    w.f32(*d as f32);
-                }
-            }
-            Variant::String(s) | Variant::StringName(s) => {
-                w.u32(ty);
-                w.string(s)?;
-            }
-            Variant::Vector2(v) => {
-                w.u32(ty | real_flag);
-                w.vector2(v);
-            }
-            Variant::Vector2i(v) => {
-                w.u32(ty);
-                w.ints(&[v.x, v.y]);
-            }
-            Variant::Rect2(r) => {
-                w.u32(ty | real_flag);
-                w.vector2(&r.position);
-                w.vector2(&r.size);
-            }
-            Variant::Rect2i(r) => {
-                w.u32(ty);
-                w.ints(&[r.position.x, r.position.y, r.size.x, r.size.y]);
-            }
-            Variant::Vector3(v) => {
-                w.u32(ty | real_flag);
-                w.vector3(v);
-            }
-            Variant::Vector3i(v) => {
-                w.u32(ty);
-                w.ints(&[v.x, v.y, v.z]);
-            }
-            Variant::Transform2D(t) => {
-                w.u32(ty | real_flag);
-                for c in &t.columns {
-                    w.vector2(c);
-                }
-            }
-            Variant::Vector4(v) => {
-                w.u32(ty | real_flag);
-                w.vector4(v);
-            }
-            Variant::Vector4i(v) => {
-                w.u32(ty);
-                w.ints(&[v.x, v.y, v.z, v.w]);
-            }
-            Variant::Plane(p) => {
-                w.u32(ty | real_flag);
-                w.vector3(&p.normal);
-                w.real(p.d);
-            }
-            Variant::Quaternion(q) => {
-                w.u32(ty | real_flag);
-                w.vector4(&Vector4 {
-                    x: q.x,
-                    y: q.y,
-                    z: q.z,
-                    w: q.w,
-                });
-            }
-            Variant::Aabb(a) => {
-                w.u32(ty | real_flag);
-                w.vector3(&a.position);
-                w.vector3(&a.size);
-            }
-            Variant::Basis(b) => {
-                w.u32(ty | real_flag);
-                for row in &b.rows {
-                    w.vector3(row);
-                }
-            }
-            Variant::Transform3D(t) => {
-                w.u32(ty | real_flag);
-                for row in &t.basis.rows {
-                    w.vector3(row);
-                }
-                w.vector3(&t.origin);
-            }
-            Variant::Projection(p) => {
-                w.u32(ty | real_flag);
-                for c in &p.columns {
-                    w.vector4(c);
-                }
-            }
-            Variant::Color(c) => {
-                w.u32(ty);
-                w.color(c);
-            }
-            // marshalls.cpp NODE_PATH. The engine leaves the padding bytes
-            // unwritten (whatever the buffer held); we write zeros.
-            Variant::NodePath(p) => {
-                w.u32(ty);
-                let names = u32::try_from(p.names.len())
-                    .ok()
-                    .filter(|&n| n <= 0x7FFF_FFFF)
-                    .ok_or(EncodeError::TooLong)?;
-                w.u32(names | 0x8000_0000);
-                w.len32(p.subnames.len())?;
-                w.u32(u32::from(p.absolute));
-                for s in p.names.iter().chain(&p.subnames) {
-                    w.string(s)?;
-                }
-            }
-            Variant::Rid(id) => {
-                w.u32(ty);
-                w.u64(*id);
-            }
-            Variant::Callable => w.u32(ty),
-            Variant::Signal { name, object_id } => {
-                w.u32(ty);
-                w.string(name)?;
-                w.u64(*object_id);
-            }
             Variant::Dictionary(d) => {
                 w.u32(
                     ty | element_kind(d.key_type()) << TYPED_ARRAY_SHIFT
@@ -311,81 +175,229 @@ impl Codec {
                     self.encode_value(w, item, depth + 1)?;
                 }
             }
-            Variant::PackedByteArray(b) => {
-                w.u32(ty);
-                w.len32(b.len())?;
-                w.out.extend_from_slice(b);
-                w.pad4(b.len());
-            }
-            Variant::PackedInt32Array(v) => {
-                w.u32(ty);
-                w.len32(v.len())?;
-                w.ints(v);
-            }
-            Variant::PackedInt64Array(v) => {
-                w.u32(ty);
-                w.len32(v.len())?;
-                for &x in v {
-                    w.u64(x as u64);
-                }
-            }
-            Variant::PackedFloat32Array(v) => {
-                w.u32(ty);
-                w.len32(v.len())?;
-                for &x in v {
-                    w.f32(x);
-                }
-            }
-            Variant::PackedFloat64Array(v) => {
-                w.u32(ty);
-                w.len32(v.len())?;
-                for &x in v {
-                    w.out.extend_from_slice(&x.to_le_bytes());
-                }
-            }
-            // marshalls.cpp PACKED_STRING_ARRAY: each string's length counts
-            // its NUL terminator, which is written too.
-            Variant::PackedStringArray(v) => {
-                w.u32(ty);
-                w.len32(v.len())?;
-                for s in v {
-                    let n = s.len().checked_add(1).ok_or(EncodeError::TooLong)?;
-                    w.len32(n)?;
-                    w.out.extend_from_slice(s.as_bytes());
-                    w.out.push(0);
-                    w.pad4(n);
-                }
-            }
-            Variant::PackedVector2Array(v) => {
-                w.u32(ty | real_flag);
-                w.len32(v.len())?;
-                w.out.reserve(v.len() * if w.wide { 16 } else { 8 });
-                for x in v {
-                    w.vector2(x);
-                }
-            }
-            Variant::PackedVector3Array(v) => {
-                w.u32(ty | real_flag);
-                w.len32(v.len())?;
-                for x in v {
-                    w.vector3(x);
-                }
-            }
-            Variant::PackedColorArray(v) => {
-                w.u32(ty);
-                w.len32(v.len())?;
-                for c in v {
-                    w.color(c);
-                }
-            }
-            Variant::PackedVector4Array(v) => {
-                w.u32(ty | real_flag);
-                w.len32(v.len())?;
-                for x in v {
-                    w.vector4(x);
-                }
-            }
+            other => encode_leaf(w, other)?,
         }
         Ok(())
     }
+}
+
+/// Every type but the containers: no recursion, so the recursive
+/// `encode_value` keeps a small stack frame.
+#[inline(never)]
+fn encode_leaf(w: &mut Writer<'_>, value: &Variant) -> Result<(), EncodeError> {
+    let ty = value.variant_type().id();
+    let real_flag = if w.wide { HEADER_DATA_FLAG_64 } else { 0 };
+    match value {
+        Variant::Nil => w.u32(ty),
+        Variant::Bool(b) => {
+            w.u32(ty);
+            w.u32(u32::from(*b));
+        }
+        // marshalls.cpp: 64-bit only outside the i32 range.
+        Variant::Int(i) => match i32::try_from(*i) {
+            Ok(small) => {
+                w.u32(ty);
+                w.u32(small as u32);
+            }
+            Err(_) => {
+                w.u32(ty | HEADER_DATA_FLAG_64);
+                w.u64(*i as u64);
+            }
+        },
+        Variant::Float(d) => {
+            if float_is_wide(*d) {
+                w.u32(ty | HEADER_DATA_FLAG_64);
+                w.out.extend_from_slice(&d.to_le_bytes());
+            } else {
+                w.u32(ty);
+                w.f32(*d as f32);
+            }
+        }
+        Variant::String(s) | Variant::StringName(s) => {
+            w.u32(ty);
+            w.string(s)?;
+        }
+        Variant::Vector2(v) => {
+            w.u32(ty | real_flag);
+            w.vector2(v);
+        }
+        Variant::Vector2i(v) => {
+            w.u32(ty);
+            w.ints(&[v.x, v.y]);
+        }
+        Variant::Rect2(r) => {
+            w.u32(ty | real_flag);
+            w.vector2(&r.position);
+            w.vector2(&r.size);
+        }
+        Variant::Rect2i(r) => {
+            w.u32(ty);
+            w.ints(&[r.position.x, r.position.y, r.size.x, r.size.y]);
+        }
+        Variant::Vector3(v) => {
+            w.u32(ty | real_flag);
+            w.vector3(v);
+        }
+        Variant::Vector3i(v) => {
+            w.u32(ty);
+            w.ints(&[v.x, v.y, v.z]);
+        }
+        Variant::Transform2D(t) => {
+            w.u32(ty | real_flag);
+            for c in &t.columns {
+                w.vector2(c);
+            }
+        }
+        Variant::Vector4(v) => {
+            w.u32(ty | real_flag);
+            w.vector4(v);
+        }
+        Variant::Vector4i(v) => {
+            w.u32(ty);
+            w.ints(&[v.x, v.y, v.z, v.w]);
+        }
+        Variant::Plane(p) => {
+            w.u32(ty | real_flag);
+            w.vector3(&p.normal);
+            w.real(p.d);
+        }
+        Variant::Quaternion(q) => {
+            w.u32(ty | real_flag);
+            w.vector4(&Vector4 {
+                x: q.x,
+                y: q.y,
+                z: q.z,
+                w: q.w,
+            });
+        }
+        Variant::Aabb(a) => {
+            w.u32(ty | real_flag);
+            w.vector3(&a.position);
+            w.vector3(&a.size);
+        }
+        Variant::Basis(b) => {
+            w.u32(ty | real_flag);
+            for row in &b.rows {
+                w.vector3(row);
+            }
+        }
+        Variant::Transform3D(t) => {
+            w.u32(ty | real_flag);
+            for row in &t.basis.rows {
+                w.vector3(row);
+            }
+            w.vector3(&t.origin);
+        }
+        Variant::Projection(p) => {
+            w.u32(ty | real_flag);
+            for c in &p.columns {
+                w.vector4(c);
+            }
+        }
+        Variant::Color(c) => {
+            w.u32(ty);
+            w.color(c);
+        }
+        // marshalls.cpp NODE_PATH. The engine leaves the padding bytes
+        // unwritten (whatever the buffer held); we write zeros.
+        Variant::NodePath(p) => {
+            w.u32(ty);
+            let names = u32::try_from(p.names.len())
+                .ok()
+                .filter(|&n| n <= 0x7FFF_FFFF)
+                .ok_or(EncodeError::TooLong)?;
+            w.u32(names | 0x8000_0000);
+            w.len32(p.subnames.len())?;
+            w.u32(u32::from(p.absolute));
+            for s in p.names.iter().chain(&p.subnames) {
+                w.string(s)?;
+            }
+        }
+        Variant::Rid(id) => {
+            w.u32(ty);
+            w.u64(*id);
+        }
+        Variant::Callable => w.u32(ty),
+        Variant::Signal { name, object_id } => {
+            w.u32(ty);
+            w.string(name)?;
+            w.u64(*object_id);
+        }
+        Variant::PackedByteArray(b) => {
+            w.u32(ty);
+            w.len32(b.len())?;
+            w.out.extend_from_slice(b);
+            w.pad4(b.len());
+        }
+        Variant::PackedInt32Array(v) => {
+            w.u32(ty);
+            w.len32(v.len())?;
+            w.ints(v);
+        }
+        Variant::PackedInt64Array(v) => {
+            w.u32(ty);
+            w.len32(v.len())?;
+            for &x in v {
+                w.u64(x as u64);
+            }
+        }
+        Variant::PackedFloat32Array(v) => {
+            w.u32(ty);
+            w.len32(v.len())?;
+            for &x in v {
+                w.f32(x);
+            }
+        }
+        Variant::PackedFloat64Array(v) => {
+            w.u32(ty);
+            w.len32(v.len())?;
+            for &x in v {
+                w.out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        // marshalls.cpp PACKED_STRING_ARRAY: each string's length counts
+        // its NUL terminator, which is written too.
+        Variant::PackedStringArray(v) => {
+            w.u32(ty);
+            w.len32(v.len())?;
+            for s in v {
+                let n = s.len().checked_add(1).ok_or(EncodeError::TooLong)?;
+                w.len32(n)?;
+                w.out.extend_from_slice(s.as_bytes());
+                w.out.push(0);
+                w.pad4(n);
+            }
+        }
+        Variant::PackedVector2Array(v) => {
+            w.u32(ty | real_flag);
+            w.len32(v.len())?;
+            w.out.reserve(v.len() * if w.wide { 16 } else { 8 });
+            for x in v {
+                w.vector2(x);
+            }
+        }
+        Variant::PackedVector3Array(v) => {
+            w.u32(ty | real_flag);
+            w.len32(v.len())?;
+            for x in v {
+                w.vector3(x);
+            }
+        }
+        Variant::PackedColorArray(v) => {
+            w.u32(ty);
+            w.len32(v.len())?;
+            for c in v {
+                w.color(c);
+            }
+        }
+        Variant::PackedVector4Array(v) => {
+            w.u32(ty | real_flag);
+            w.len32(v.len())?;
+            for x in v {
+                w.vector4(x);
+            }
+        }
+        Variant::Dictionary(_) | Variant::Array(_) => {}
+    }
+    Ok(())
 }
