@@ -144,7 +144,7 @@ fn round_trip(codec: Codec, v: &Variant) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn every_type_round_trips_with_32_bit_reals(v in variant(false)) {

@@ -1,6 +1,6 @@
 //! SceneMultiplayer for peer 1, sans-IO: [`SceneMultiplayer`].
 //!
-//! The network glue (the [`tokio`](crate::tokio) layer, or your own) tells it
+//! The network glue (the `tokio` layer of this crate, or your own) tells it
 //! what the transport did — [`peer_connected`](SceneMultiplayer::peer_connected),
 //! [`packet`](SceneMultiplayer::packet),
 //! [`peer_disconnected`](SceneMultiplayer::peer_disconnected),
