@@ -207,11 +207,9 @@ impl Client {
         peer.create_client(&format!("ws://{addr}{path}"), None)
             .await
             .unwrap();
-        loop {
-            match tokio::time::timeout(STEP, peer.next_event()).await.unwrap() {
-                Some(HostEvent::PeerConnected(p)) if p == PeerId::SERVER => break,
-                other => panic!("before the id: {other:?}"),
-            }
+        match tokio::time::timeout(STEP, peer.next_event()).await.unwrap() {
+            Some(HostEvent::PeerConnected(p)) if p == PeerId::SERVER => {}
+            other => panic!("before the id: {other:?}"),
         }
         let id = peer.get_unique_id();
         Client {
@@ -596,7 +594,7 @@ fn malformed_packets_and_unknown_methods_leave_everyone_unaffected() {
             (
                 call_inline(SAY, Some((1, &string("x"))))
                     .iter()
-                    .map(|&b| b)
+                    .copied()
                     .take(11)
                     .collect(),
                 DropReason::Malformed,

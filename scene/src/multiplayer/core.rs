@@ -463,7 +463,7 @@ impl Core {
             self.drop_packet(from, DropReason::NestedSys);
             return None;
         }
-        let Ok((receivers, process)) = relay_receivers(from, target, &self.admitted) else {
+        let Some((receivers, process)) = relay_receivers(from, target, &self.admitted) else {
             self.drop_packet(from, DropReason::UnknownTarget);
             return None;
         };

@@ -1,5 +1,6 @@
 //! State-machine tests of peer 1 on a virtual clock. Client packets are
 //! written out byte by byte here, not produced by this crate's encoders.
+#![allow(clippy::unwrap_used)]
 
 use alloc::string::String;
 use alloc::vec;

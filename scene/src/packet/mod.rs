@@ -389,26 +389,26 @@ pub fn raw(data: &[u8]) -> Vec<u8> {
 
 /// The peers a RELAY from `from` with target `target` goes to, among the
 /// `admitted` peers (spec/scene-multiplayer.md §4.2), and whether the server
-/// also processes the inner packet as if `from` had sent it to it. `Err` when
+/// also processes the inner packet as if `from` had sent it to it. `None` when
 /// a positive target is not admitted (or is the server): the packet is dropped.
-pub fn relay_receivers(from: i32, target: i32, admitted: &[i32]) -> Result<(Vec<i32>, bool), ()> {
+pub fn relay_receivers(from: i32, target: i32, admitted: &[i32]) -> Option<(Vec<i32>, bool)> {
     match Target::from_id(target) {
         // T > 0: that peer only, if admitted (T == 1 never is); T == S echoes.
         Target::Peer(t) => {
             if admitted.contains(&t) {
-                Ok((alloc::vec![t], false))
+                Some((alloc::vec![t], false))
             } else {
-                Err(())
+                None
             }
         }
         // T == 0: every admitted peer except the sender; the server too.
-        Target::Broadcast => Ok((
+        Target::Broadcast => Some((
             admitted.iter().copied().filter(|&p| p != from).collect(),
             true,
         )),
         // T == -X: every admitted peer except the sender and X; the server
         // too unless X is the server.
-        Target::AllExcept(x) => Ok((
+        Target::AllExcept(x) => Some((
             admitted
                 .iter()
                 .copied()
