@@ -157,7 +157,7 @@ fn the_spec_file_has_{len(vecs)}_vectors() {{
                 let name = v["name"].as_str().unwrap();
                 let hex = v["hex"].as_str().unwrap();
                 assert!(THIS_FILE.contains(&format!("fn vector_{{name}}()")), "{{name}} has no test");
-                assert!(THIS_FILE.contains(&format!("check(\\"{{hex}}\\"")), "{{name}}: bytes differ");
+                assert!(THIS_FILE.contains(&format!("\\"{{hex}}\\"")), "{{name}}: bytes differ");
             }}
         }}
     }}
