@@ -1,4 +1,5 @@
-//! Fuzz drivers for wsmp-core (see `drivers.rs`).
+//! Fuzz drivers for wsmp-core (`drivers.rs`) and wsmp-scene (`scene_drivers.rs`).
 #![forbid(unsafe_code)]
 
 pub mod drivers;
+pub mod scene_drivers;

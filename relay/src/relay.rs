@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use wsmp_core::Timestamp;
 
-use crate::protocol::{self, Command, Packet, ParseError, Target, SERVER_ID};
+use crate::protocol::{self, Command, Packet, ParseError, SERVER_ID};
 use crate::stats::{Counters, DropReason};
 
 /// Close code: normal closure (RFC 6455 §7.4.1).
@@ -430,23 +430,11 @@ impl Relay {
     /// Forwards a RELAY from admitted peer `from` (spec/scene-multiplayer.md §4.2).
     fn relay_packet(&mut self, from: i32, target: i32, bytes: Bytes, out: &mut dyn Out) {
         let mut receivers = std::mem::take(&mut self.scratch);
-        receivers.clear();
-        match Target::from_id(target) {
-            // T > 0: that peer only, if admitted in this room (T == 1 never is); T == S echoes.
-            Target::Peer(t) => {
-                if self.is_admitted(t) {
-                    receivers.push(t);
-                } else {
-                    self.scratch = receivers;
-                    return self.drop_packet(from, DropReason::UnknownTarget);
-                }
-            }
-            // T == 0: every admitted peer except the sender.
-            Target::Broadcast => receivers.extend(self.admitted.iter().filter(|&&p| p != from)),
-            // T == -X: every admitted peer except the sender and X.
-            Target::AllExcept(x) => {
-                receivers.extend(self.admitted.iter().filter(|&&p| p != from && Some(p) != x))
-            }
+        // A relay has no game logic: what the engine's server would also
+        // process itself (T <= 0) is only forwarded.
+        if protocol::relay_receivers(from, target, &self.admitted, &mut receivers).is_none() {
+            self.scratch = receivers;
+            return self.drop_packet(from, DropReason::UnknownTarget);
         }
         if !receivers.is_empty() {
             // spec/scene-multiplayer.md §4.2: only the id changes, destination → source.

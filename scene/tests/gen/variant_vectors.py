@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Generates tests/variant_vectors.rs from the engine's variant-vectors.json.
+
+Usage: python3 scene/tests/gen/variant_vectors.py ../shared/spec/variant-vectors.json > scene/tests/variant_vectors.rs
+The hex strings are the engine's bytes; the expected values are written by hand below.
+"""
+import json, sys
+
+V = {
+ "nil": "Variant::Nil",
+ "bool_true": "Variant::Bool(true)",
+ "bool_false": "Variant::Bool(false)",
+ "int_zero": "Variant::Int(0)",
+ "int_small": "Variant::Int(42)",
+ "int_neg": "Variant::Int(-7)",
+ "int_i32_max": "Variant::Int(2147483647)",
+ "int_i32_min": "Variant::Int(-2147483648)",
+ "int_big": "Variant::Int(4294967296)",
+ "int_i64_min": "Variant::Int(i64::MIN)",
+ "float_half": "Variant::Float(0.5)",
+ "float_pi": "Variant::Float(core::f64::consts::PI)",
+ "float_f32_exact": "Variant::Float(1.25)",
+ "float_third": "Variant::Float(1.0 / 3.0)",
+ "float_neg_zero": "Variant::Float(-0.0)",
+ "float_inf": "Variant::Float(f64::INFINITY)",
+ "string_empty": "s(\"\")",
+ "string_ascii": "s(\"hello\")",
+ "string_pad": "s(\"abcd\")",
+ "string_utf8": "s(\"héllo wörld ✓ 日本\")",
+ "string_name": "Variant::StringName(\"player\".into())",
+ "node_path_abs": "NodePath::parse(\"/root/Main/Player\").into()",
+ "node_path_rel_sub": "NodePath::parse(\"Main/Player:position:x\").into()",
+ "vector2": "Vector2::new(1.5, -2.25).into()",
+ "vector2i": "Vector2i { x: 3, y: -4 }.into()",
+ "vector3": "Vector3::new(1.0, 2.0, 3.0).into()",
+ "vector3i": "Vector3i { x: -1, y: 0, z: 1 }.into()",
+ "vector4": "Vector4 { x: 1.0, y: 2.0, z: 3.0, w: 4.0 }.into()",
+ "vector4i": "Vector4i { x: 1, y: 2, z: 3, w: 4 }.into()",
+ "rect2": "Rect2 { position: Vector2::new(1.0, 2.0), size: Vector2::new(3.0, 4.0) }.into()",
+ "rect2i": "Rect2i { position: Vector2i { x: 1, y: 2 }, size: Vector2i { x: 3, y: 4 } }.into()",
+ # Transform2D(0.5 rad, origin (10, 20)): columns are f32-rounded cos/sin.
+ "transform2d": "Transform2D { columns: [Vector2::new(f32c(0.5f64.cos()), f32c(0.5f64.sin())), Vector2::new(-f32c(0.5f64.sin()), f32c(0.5f64.cos())), Vector2::new(10.0, 20.0)] }.into()",
+ "plane": "Plane { normal: Vector3::new(0.0, 1.0, 0.0), d: 5.0 }.into()",
+ "quaternion": "Quaternion { x: 0.0, y: 0.0, z: 0.0, w: 1.0 }.into()",
+ "aabb": "Aabb { position: Vector3::new(1.0, 2.0, 3.0), size: Vector3::new(4.0, 5.0, 6.0) }.into()",
+ "basis": "identity_basis().into()",
+ "transform3d": "Transform3D { basis: identity_basis(), origin: Vector3::new(7.0, 8.0, 9.0) }.into()",
+ "projection": "identity_projection().into()",
+ "color": "Color { r: 1.0, g: 0.5, b: 0.25, a: 1.0 }.into()",
+ "rid_empty": "Variant::Rid(0)",
+ "array_empty": "Array::new(vec![]).into()",
+ "array_mixed": "Array::new(vec![Variant::Int(1), s(\"two\"), Variant::Float(3.0), Variant::Nil, Variant::Bool(true), Vector2::new(1.0, 2.0).into()]).into()",
+ "array_nested": "Array::new(vec![Array::new(vec![Variant::Int(1), Array::new(vec![Variant::Int(2)]).into()]).into(), Dictionary::from_entries(vec![(s(\"a\"), Array::new(vec![Variant::Int(3)]).into())]).into()]).into()",
+ "array_typed_int": "Array::typed(ElementType::Builtin(VariantType::Int), vec![Variant::Int(1), Variant::Int(2), Variant::Int(3)]).into()",
+ "array_typed_string": "Array::typed(ElementType::Builtin(VariantType::String), vec![s(\"a\"), s(\"b\")]).into()",
+ "dict_empty": "Dictionary::new().into()",
+ "dict_mixed": "Dictionary::from_entries(vec![(s(\"name\"), s(\"bob\")), (Variant::Int(1), Variant::Float(2.5)), (s(\"pos\"), Vector2::new(3.0, 4.0).into())]).into()",
+ "dict_typed": "Dictionary::typed(ElementType::Builtin(VariantType::String), ElementType::Builtin(VariantType::Int), vec![(s(\"a\"), Variant::Int(1)), (s(\"b\"), Variant::Int(2))]).into()",
+ "packed_byte": "Variant::PackedByteArray(vec![1, 2, 3, 255, 0])",
+ "packed_byte_empty": "Variant::PackedByteArray(vec![])",
+ "packed_int32": "Variant::PackedInt32Array(vec![1, -1, 2147483647])",
+ "packed_int64": "Variant::PackedInt64Array(vec![1, -1, 4294967296])",
+ "packed_float32": "Variant::PackedFloat32Array(vec![0.5, -1.5])",
+ "packed_float64": "Variant::PackedFloat64Array(vec![0.1, 1e300])",
+ "packed_string": "Variant::PackedStringArray(vec![\"a\".into(), \"bcd\".into(), \"\".into()])",
+ "packed_vector2": "Variant::PackedVector2Array(vec![Vector2::new(1.0, 2.0), Vector2::new(3.0, 4.0)])",
+ "packed_vector3": "Variant::PackedVector3Array(vec![Vector3::new(1.0, 2.0, 3.0)])",
+ "packed_color": "Variant::PackedColorArray(vec![Color { r: 1.0, g: 0.0, b: 0.0, a: 1.0 }])",
+ "packed_vector4": "Variant::PackedVector4Array(vec![Vector4 { x: 1.0, y: 2.0, z: 3.0, w: 4.0 }])",
+}
+
+data = json.load(open(sys.argv[1]))
+vecs = data["vectors"]
+names = [v["name"] for v in vecs]
+missing = set(names) - set(V)
+assert not missing, missing
+print("""//! Every vector of ../shared/spec/variant-vectors.json (Godot 4.6, 32-bit
+//! `real_t`, `var_to_bytes`) as a named test: decode → the expected value →
+//! encode gives the engine's bytes again.
+//!
+//! Generated by tests/gen/variant_vectors.py from the spec file; the expected
+//! values are written by hand there.
+#![allow(missing_docs, clippy::unwrap_used, clippy::approx_constant)]
+
+use wsmp_scene::variant::*;
+
+fn s(text: &str) -> Variant {
+    Variant::String(text.into())
+}
+
+/// A value rounded to f32, as a 32-bit engine stores it.
+fn f32c(x: f64) -> f64 {
+    f64::from(x as f32)
+}
+
+fn identity_basis() -> Basis {
+    Basis {
+        rows: [
+            Vector3::new(1.0, 0.0, 0.0),
+            Vector3::new(0.0, 1.0, 0.0),
+            Vector3::new(0.0, 0.0, 1.0),
+        ],
+    }
+}
+
+fn identity_projection() -> Projection {
+    let c = |x, y, z, w| Vector4 { x, y, z, w };
+    Projection {
+        columns: [
+            c(1.0, 0.0, 0.0, 0.0),
+            c(0.0, 1.0, 0.0, 0.0),
+            c(0.0, 0.0, 1.0, 0.0),
+            c(0.0, 0.0, 0.0, 1.0),
+        ],
+    }
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// decode(bytes) == expected (bit-exact for floats), encode(expected) == bytes.
+fn check(hex_bytes: &str, expected: Variant) {
+    let bytes = hex(hex_bytes);
+    let decoded = bytes_to_var(&bytes).unwrap();
+    assert_eq!(format!("{decoded:?}"), format!("{expected:?}"));
+    assert_eq!(decoded, expected);
+    assert_eq!(var_to_bytes(&decoded).unwrap(), bytes, "re-encoding the decoded value");
+    // Every strict prefix is an error, never a panic.
+    for n in 0..bytes.len() {
+        assert!(bytes_to_var(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
+    }
+}
+""")
+for v in vecs:
+    print(f"""
+/// `{v['gd']}` ({v['type']})
+#[test]
+fn vector_{v['name']}() {{
+    check("{v['hex']}", {V[v['name']]});
+}}""")
+print(f"""
+#[test]
+fn the_spec_file_has_{len(vecs)}_vectors() {{
+    // Keeps this file in step with the spec when it is beside the repository.
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/spec/variant-vectors.json");
+    let alt = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/spec/variant-vectors.json");
+    for path in [spec, alt] {{
+        if let Ok(text) = std::fs::read_to_string(path) {{
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let vectors = json["vectors"].as_array().unwrap();
+            assert_eq!(vectors.len(), {len(vecs)});
+            for v in vectors {{
+                let name = v["name"].as_str().unwrap();
+                let hex = v["hex"].as_str().unwrap();
+                assert!(THIS_FILE.contains(&format!("fn vector_{{name}}()")), "{{name}} has no test");
+                assert!(THIS_FILE.contains(&format!("\\"{{hex}}\\"")), "{{name}}: bytes differ");
+            }}
+        }}
+    }}
+}}
+
+const THIS_FILE: &str = include_str!("variant_vectors.rs");""")
