@@ -263,8 +263,8 @@ placement="relay pinned to CPU 0 (taskset), relay_load to CPU 1"
     echo "Every delivery validated (exactly once, per-sender order, intact, only at its receivers)."
     echo "\"other CPU %\": CPU used by the rest of the machine during the window (100 % = one core); \"load\": 1-min load average at the start of the run."
     echo
-    echo "| scenario | server | deliveries/s | p50 ms | p99 ms | server µs/delivery | server CPU % | RSS B/client | loadgen CPU % | other CPU % | load | deliveries/s vs $BASELINE | µs/delivery vs $BASELINE | RSS vs $BASELINE |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| scenario | server | deliveries/s | p50 ms | p99 ms | server µs/delivery | server CPU % | RSS B/client | loadgen CPU % | send lag p99 ms | other CPU % | load | deliveries/s vs $BASELINE | µs/delivery vs $BASELINE | RSS vs $BASELINE |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for sc in "${SCENARIOS[@]}"; do
         IFS='|' read -r id label _ <<<"$sc"
         scenario_selected "$id" || continue
@@ -275,16 +275,20 @@ placement="relay pinned to CPU 0 (taskset), relay_load to CPU 1"
         for name in "${NAMES[@]}"; do
             r="$(row "$name" "$id" pinned)"
             if [ -z "$r" ] || [ -n "$(echo "$r" | get failed)" ]; then
-                echo "| $id: $label | $name | FAILED: $(echo "$r" | get failed) | | | | | | | | | | | |"
+                echo "| $id: $label | $name | FAILED: $(echo "$r" | get failed) | | | | | | | | | | | | |"
                 continue
             fi
             dps="$(echo "$r" | get deliveries_per_sec)"
             cpu="$(echo "$r" | get server_cpu_us_per_delivery)"
             rss="$(echo "$r" | get rss_bytes_per_client)"
+            p50="$(echo "$r" | get p50_us)"
+            p99="$(echo "$r" | get p99_us)"
+            lag="$(echo "$r" | get send_lag_p99_us)"
             if [ "$id" = idle ]; then
-                dps=null; cpu=null; b_dps=null; b_cpu=null
+                dps=null; cpu=null; b_dps=null; b_cpu=null; p50=null; p99=null; lag=null
             fi
-            echo "| $id: $label | $name | $(fmt "$dps" %.0f) | $(ms "$(echo "$r" | get p50_us)") | $(ms "$(echo "$r" | get p99_us)") | $(fmt "$cpu" %.2f) | $(fmt "$(echo "$r" | get server_cpu_pct)" %.0f) | $(fmt "$rss" %.0f) | $(fmt "$(echo "$r" | get loadgen_cpu_pct)" %.0f) | $(fmt "$(echo "$r" | get other_cpu_pct)" %.0f) | $(echo "$r" | get loadavg) | $(ratio "$dps" "$b_dps") | $(ratio "$cpu" "$b_cpu") | $(ratio "$rss" "$b_rss") |"
+            [ "$(echo "$r" | get mode)" = rate ] || lag=null
+            echo "| $id: $label | $name | $(fmt "$dps" %.0f) | $(ms "$p50") | $(ms "$p99") | $(fmt "$cpu" %.2f) | $(fmt "$(echo "$r" | get server_cpu_pct)" %.0f) | $(fmt "$rss" %.0f) | $(fmt "$(echo "$r" | get loadgen_cpu_pct)" %.0f) | $(ms "$lag") | $(fmt "$(echo "$r" | get other_cpu_pct)" %.0f) | $(echo "$r" | get loadavg) | $(ratio "$dps" "$b_dps") | $(ratio "$cpu" "$b_cpu") | $(ratio "$rss" "$b_rss") |"
         done
     done
     if [ "$SCALING" = 1 ]; then
