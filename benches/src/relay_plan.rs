@@ -10,8 +10,6 @@
 //! it from that sender (nothing lost, duplicated or reordered); [`Inbox::check_complete`]
 //! finds deliveries still missing at the end.
 
-use std::collections::HashMap;
-
 use crate::client::XorShift;
 use crate::relay_proto::CMD_RAW;
 
@@ -90,7 +88,8 @@ pub struct RoomPlan {
     pub members: Vec<i32>,
     /// A target id that is not in this room.
     pub foreign: i32,
-    index: HashMap<i32, usize>,
+    /// (id, position), sorted by id: a binary search is cheaper than hashing on the hot path.
+    index: Vec<(i32, usize)>,
     /// Per member: its payload filler (bytes after the stamp).
     fillers: Vec<Vec<u8>>,
 }
@@ -102,13 +101,12 @@ impl RoomPlan {
         if size < STAMP_LEN {
             return Err(format!("payload size {size} < {STAMP_LEN}"));
         }
-        let mut index = HashMap::with_capacity(members.len());
-        for (i, &id) in members.iter().enumerate() {
-            if index.insert(id, i).is_some() {
-                return Err(format!("peer id {id} was given to two clients"));
-            }
+        let mut index: Vec<(i32, usize)> = members.iter().copied().zip(0..).collect();
+        index.sort_unstable();
+        if let Some(w) = index.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(format!("peer id {} was given to two clients", w[0].0));
         }
-        if index.contains_key(&foreign) {
+        if index.binary_search_by_key(&foreign, |e| e.0).is_ok() {
             return Err(format!("foreign id {foreign} is a member"));
         }
         let fillers = members
@@ -129,7 +127,10 @@ impl RoomPlan {
 
     /// Position of `id` among the members.
     pub fn position(&self, id: i32) -> Option<usize> {
-        self.index.get(&id).copied()
+        self.index
+            .binary_search_by_key(&id, |e| e.0)
+            .ok()
+            .map(|i| self.index[i].1)
     }
 
     /// Payload size in bytes.
