@@ -377,7 +377,16 @@ struct InProcessRelay {
 impl InProcessRelay {
     fn start() -> Self {
         let args =
-            wsmp_relay::cli::try_parse_from(["wsmp-relay", "--listen", "127.0.0.1:0"]).unwrap();
+            // Pings every 0.25 s, dropping a client that has not answered the previous one:
+            // the run also proves relay_load answers pings.
+            wsmp_relay::cli::try_parse_from([
+                "wsmp-relay",
+                "--listen",
+                "127.0.0.1:0",
+                "--heartbeat-interval",
+                "0.25",
+            ])
+            .unwrap();
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -447,7 +456,7 @@ fn relay_load_validates_every_relay_form_on_both_relays() {
     for url in [rival.url(), wsmp.url()] {
         // Every RELAY form (all, one peer, self, all but X, all but sender, another room's
         // peer), several rooms at once.
-        assert_relay_run(
+        let out = assert_relay_run(
             &url,
             &[
                 "--rooms",
@@ -461,6 +470,8 @@ fn relay_load_validates_every_relay_form_on_both_relays() {
             ],
             true,
         );
+        // The in-process relay pings every 0.25 s; the rival never does.
+        assert_eq!(url == wsmp.url(), !out.contains("\"pings\":0}"), "{out}");
         // Closed loop: 4 broadcasts in flight per client.
         assert_relay_run(
             &url,

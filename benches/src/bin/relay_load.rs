@@ -354,6 +354,8 @@ struct Run {
     delivered: AtomicU64,
     /// Deliveries received inside the measurement window.
     measured: AtomicU64,
+    /// Pings received from the relay during the traffic (each answered with a pong).
+    pings: AtomicU64,
     /// Sends made inside the measurement window, and the deliveries they asked for.
     sends_in_window: AtomicU64,
     offered_in_window: AtomicU64,
@@ -447,9 +449,25 @@ async fn reader(
                     "data message with opcode {opcode} ({} bytes)",
                     payload.len()
                 )),
-                Message::Ping(p) => pong_tx
-                    .try_send(client::masked_frame(0xA, p, mask))
-                    .map_err(|_| "too many pongs queued".to_string()),
+                Message::Ping(p) => match pong_tx.try_send(client::masked_frame(0xA, p, mask)) {
+                    Ok(()) => {
+                        run.pings.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => Err(format!(
+                        "{PONG_QUEUE} pings unanswered: the writer is blocked (relay not reading)"
+                    )),
+                    // The writer has sent our close frame: no pong is due any more
+                    // (RFC 6455 §5.5.1, the closing handshake has started).
+                    Err(mpsc::error::TrySendError::Closed(_))
+                        if run.closing.load(Ordering::Acquire) =>
+                    {
+                        Ok(())
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        Err("writer task ended during the run".into())
+                    }
+                },
                 Message::Pong => Ok(()),
                 Message::Close(_) if closing => {
                     closed = true;
@@ -695,6 +713,7 @@ struct Report {
     rss_before: Option<u64>,
     rss_joined: Option<u64>,
     rss_end: Option<u64>,
+    pings: u64,
 }
 
 /// Sleeps until `t`, waking early when a task failed.
@@ -822,6 +841,7 @@ async fn run(o: Opts) -> Result<Report, String> {
         expected: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
         measured: AtomicU64::new(0),
+        pings: AtomicU64::new(0),
         sends_in_window: AtomicU64::new(0),
         offered_in_window: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new()),
@@ -943,6 +963,7 @@ async fn run(o: Opts) -> Result<Report, String> {
         rss_before,
         rss_joined,
         rss_end,
+        pings: run.pings.load(Ordering::Acquire),
     })
 }
 
@@ -1053,7 +1074,7 @@ impl Desc {
                  \"loadgen_cpu_pct\":{:.1},\"server_cpu_s\":{},\"server_cpu_pct\":{},\
                  \"server_cpu_us_per_delivery\":{},\"other_cpu_pct\":{},\"rss_before_kib\":{},\
                  \"rss_joined_kib\":{},\"rss_end_kib\":{},\"rss_joined_bytes_per_client\":{},\
-                 \"rss_bytes_per_client\":{}}}",
+                 \"rss_bytes_per_client\":{},\"pings\":{}}}",
                 self.addr,
                 self.rooms,
                 self.per_room,
@@ -1086,6 +1107,7 @@ impl Desc {
                 int(r.rss_end),
                 num(rss_joined_per_client, 1),
                 num(rss_per_client, 1),
+                r.pings,
             );
             return;
         }
