@@ -11,7 +11,7 @@ usage() {
     cat <<'USAGE'
 usage: benches/run-relay.sh [--quick] [--duration S] [--warmup S] [--servers NAME,NAME]
                             [--scenarios ID,ID] [--baseline NAME] [--git REV]... [--scaling]
-                            [--no-pin] [--no-build] [--out DIR]
+                            [--no-pin] [--nice N] [--no-build] [--out DIR]
   --quick          smoke run: 0.5 s warmup + 1 s per scenario
   --duration S     measured seconds per scenario (default 5)
   --warmup S       warmup seconds per scenario (default 1)
@@ -23,6 +23,8 @@ usage: benches/run-relay.sh [--quick] [--duration S] [--warmup S] [--servers NAM
   --scaling        also run tick-many and saturation with the relay unpinned and
                    TOKIO_WORKER_THREADS=1 and 2 (the scaling figure)
   --no-pin         do not pin the relay and the load generator to CPUs
+  --nice N         run relay and load generator at niceness N (e.g. -10 as root, so other
+                   work on a shared machine takes less of their CPUs; same for every server)
   --no-build       use the binaries already built
   --out DIR        where logs and results go (default target/wsmp-bench/relay-<timestamp>)
 USAGE
@@ -57,6 +59,7 @@ ONLY_SC=""
 BASELINE="wsmp-relay@v0.1.0"
 SCALING=0
 PIN=1
+NICE=0
 BUILD=1
 OUT=""
 while [ $# -gt 0 ]; do
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
         --git) SERVERS+=("wsmp-relay@${2:?}|build_git ${2:?}|@git:${2:?}"); shift ;;
         --scaling) SCALING=1 ;;
         --no-pin) PIN=0 ;;
+        --nice) NICE="${2:?}"; shift ;;
         --no-build) BUILD=0 ;;
         --out) OUT="${2:?}"; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -161,6 +165,7 @@ start_server() {
         w1) cmd=(env TOKIO_WORKER_THREADS=1 "${cmd[@]}") ;;
         w2) cmd=(env TOKIO_WORKER_THREADS=2 "${cmd[@]}") ;;
     esac
+    [ "$NICE" = 0 ] || cmd=(nice -n "$NICE" "${cmd[@]}")
     "${cmd[@]}" >"$so" 2>"$se" &
     SERVER_PID=$!
     SERVER_PORT=""
@@ -216,6 +221,7 @@ run_one() {
     start_server "$name" "$tag" "$config" || { record_failure "$name" "$id" "$config" "server did not start"; return; }
     local -a lg=("$OUT/bin/relay_load")
     [ "$PIN" = 1 ] && lg=(taskset -c 1 "${lg[@]}")
+    [ "$NICE" = 0 ] || lg=(nice -n "$NICE" "${lg[@]}")
     out="$OUT/logs/$name-$tag.load"
     load="$(cut -d' ' -f1 /proc/loadavg)"
     # shellcheck disable=SC2086 # $args is a word list by design
@@ -257,6 +263,7 @@ ms() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "—"; else prin
 
 placement="relay pinned to CPU 0 (taskset), relay_load to CPU 1"
 [ "$PIN" = 1 ] || placement="nothing pinned"
+[ "$NICE" = 0 ] || placement="$placement, both at niceness $NICE"
 {
     echo
     echo "Relay benchmark: ${WARMUP} s warmup + ${DURATION} s per scenario, $(nproc) CPUs, $placement."
