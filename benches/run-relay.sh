@@ -52,6 +52,7 @@ SCENARIOS=(
 SCALING_SCENARIOS="tick-many saturation"
 # ---------------------------------------------------------------------------------------------
 
+ARGV=("$@")
 DURATION=5
 WARMUP=1
 ONLY=""
@@ -81,6 +82,17 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+
+# --nice: with the kernel's autogroup scheduling (sched_autogroup_enabled=1) CPU time is shared
+# between sessions first, and a process's niceness only counts inside its session. So the
+# script re-runs itself in a session of its own (setsid) and gives that session's autogroup the
+# niceness; the plain `nice` below covers kernels without autogroup.
+if [ "$NICE" != 0 ] && [ -z "${WSMP_BENCH_OWN_SESSION:-}" ]; then
+    exec env WSMP_BENCH_OWN_SESSION=1 setsid --wait "$0" "${ARGV[@]}"
+fi
+if [ "$NICE" != 0 ] && [ -w "/proc/$$/autogroup" ]; then
+    echo "$NICE" >"/proc/$$/autogroup" || echo "[run-relay] WARNING: cannot set the autogroup niceness" >&2
+fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
