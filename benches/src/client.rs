@@ -264,8 +264,8 @@ pub enum Event<'a> {
         /// Last piece of the message.
         end: bool,
     },
-    /// A ping with its payload length.
-    Ping(usize),
+    /// A ping with its payload (to be echoed in a pong, RFC 6455 §5.5.3).
+    Ping(&'a [u8]),
     /// A pong.
     Pong,
     /// A close frame with its status code, if any.
@@ -373,7 +373,7 @@ impl FrameReader {
                         [a, b, ..] => sink(Event::Close(Some(u16::from_be_bytes([*a, *b]))))?,
                         [_] => return Err("close frame with a 1-byte body".into()),
                     },
-                    0x9 => sink(Event::Ping(payload.len()))?,
+                    0x9 => sink(Event::Ping(payload))?,
                     0xA => sink(Event::Pong)?,
                     // RFC 6455 §5.2: opcodes 0xB-0xF are reserved.
                     op => return Err(format!("reserved control opcode {op:#x}")),
@@ -406,6 +406,135 @@ impl FrameReader {
                 })?;
             }
         }
+    }
+}
+
+/// A whole server message or control frame, as handed out by [`Inbound`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A complete data message (reassembled when fragmented).
+    Data {
+        /// 1 text, 2 binary.
+        opcode: u8,
+        /// The whole payload.
+        payload: &'a [u8],
+    },
+    /// A ping with its payload.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong,
+    /// A close frame with its status code, if any.
+    Close(Option<u16>),
+}
+
+/// The receive side of a client connection: buffers what the socket delivers and hands out
+/// whole messages (a message split over several reads or frames is reassembled, up to
+/// `max_message` bytes). Used where every message must be looked at as a whole (the relay
+/// load generator); `loadgen` streams with [`FrameReader`] directly.
+#[derive(Debug)]
+pub struct Inbound {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    parser: FrameReader,
+    partial: Vec<u8>,
+    partial_open: bool,
+    max_message: usize,
+}
+
+impl Inbound {
+    /// A receive buffer of `capacity` bytes (at least 256) starting with `leftover` (bytes
+    /// that came with the handshake response).
+    pub fn new(leftover: &[u8], capacity: usize, max_message: usize) -> Self {
+        let mut buf = vec![0u8; capacity.max(256).max(leftover.len())];
+        buf[..leftover.len()].copy_from_slice(leftover);
+        Self {
+            buf,
+            start: 0,
+            end: leftover.len(),
+            parser: FrameReader::new(),
+            partial: Vec::new(),
+            partial_open: false,
+            max_message,
+        }
+    }
+
+    /// Whether unparsed bytes are buffered.
+    pub fn has_buffered(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// One read from `r` into the buffer; returns the byte count (0 = end of stream).
+    pub async fn fill<R: tokio::io::AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+    ) -> std::io::Result<usize> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        // After `drain`, at most an incomplete header or control frame (< 136 bytes) is left,
+        // so there is always room here.
+        let n = r.read(&mut self.buf[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Hands every complete message buffered so far to `f`, in order. Errors on a protocol
+    /// violation, an oversized message, or when `f` errors.
+    pub fn drain<F>(&mut self, mut f: F) -> Result<(), String>
+    where
+        F: FnMut(Message<'_>) -> Result<(), String>,
+    {
+        let Self {
+            buf,
+            start,
+            end,
+            parser,
+            partial,
+            partial_open,
+            max_message,
+        } = self;
+        let max = *max_message;
+        let used = parser.feed(&buf[*start..*end], |ev| match ev {
+            Event::Data { opcode, chunk, end } => {
+                if !*partial_open && end {
+                    if chunk.len() > max {
+                        return Err(format!("server message of {} bytes", chunk.len()));
+                    }
+                    return f(Message::Data {
+                        opcode,
+                        payload: chunk,
+                    });
+                }
+                if partial.len() + chunk.len() > max {
+                    return Err(format!(
+                        "server message longer than {max} bytes (limit of this tool)"
+                    ));
+                }
+                partial.extend_from_slice(chunk);
+                *partial_open = !end;
+                if end {
+                    let r = f(Message::Data {
+                        opcode,
+                        payload: partial,
+                    });
+                    partial.clear();
+                    r
+                } else {
+                    Ok(())
+                }
+            }
+            Event::Ping(p) => f(Message::Ping(p)),
+            Event::Pong => f(Message::Pong),
+            Event::Close(c) => f(Message::Close(c)),
+        })?;
+        *start += used;
+        Ok(())
     }
 }
 
@@ -527,7 +656,7 @@ mod tests {
             "data2:65535",
             "data2:65536",
             "data2:200000",
-            "Ping(2)",
+            "Ping([104, 105])",
             "Pong",
             "data1:4",
             "Close(Some(1000))",
@@ -535,6 +664,65 @@ mod tests {
         for step in [1, 2, 3, 7, 100, 4096, 1 << 20] {
             assert_eq!(run(&s, step).unwrap(), expect, "step {step}");
         }
+    }
+
+    #[test]
+    fn inbound_reassembles_messages_across_reads() {
+        let mut s = Vec::new();
+        s.extend(server_frame(0x82, b"hello"));
+        s.extend(server_frame(0x02, b"ab"));
+        s.extend(server_frame(0x89, b"p"));
+        s.extend(server_frame(0x80, b"cd"));
+        s.extend(server_frame(0x82, &[5; 300]));
+        s.extend(server_frame(0x88, &1000u16.to_be_bytes()));
+        for step in [1, 2, 5, 64, 4096] {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let got = rt.block_on(async {
+                let mut inb = Inbound::new(&s[..step.min(s.len())], 256, 1000);
+                let mut rest: &[u8] = &s[step.min(s.len())..];
+                let mut got = Vec::new();
+                loop {
+                    inb.drain(|m| {
+                        got.push(match m {
+                            Message::Data { opcode, payload } => {
+                                format!(
+                                    "d{opcode}:{}",
+                                    String::from_utf8_lossy(&payload[..payload.len().min(5)])
+                                )
+                            }
+                            other => format!("{other:?}"),
+                        });
+                        Ok(())
+                    })
+                    .unwrap();
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let mut piece = &rest[..step.min(rest.len())];
+                    rest = &rest[piece.len()..];
+                    while !piece.is_empty() {
+                        let n = inb.fill(&mut piece).await.unwrap();
+                        assert!(n > 0);
+                    }
+                }
+                got
+            });
+            assert_eq!(
+                got,
+                vec![
+                    "d2:hello".to_string(),
+                    "Ping([112])".into(),
+                    "d2:abcd".into(),
+                    "d2:\u{5}\u{5}\u{5}\u{5}\u{5}".into(),
+                    "Close(Some(1000))".into()
+                ],
+                "step {step}"
+            );
+        }
+        let mut inb = Inbound::new(&server_frame(0x82, &[0; 40]), 256, 39);
+        assert!(inb.drain(|_| Ok(())).is_err());
     }
 
     #[test]

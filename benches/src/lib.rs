@@ -330,3 +330,5 @@ mod tests {
 
 pub mod args;
 pub mod client;
+pub mod relay_plan;
+pub mod relay_proto;

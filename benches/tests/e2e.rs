@@ -17,8 +17,13 @@ struct Server {
 
 impl Server {
     fn start(bin: &str) -> Server {
+        Self::start_with(bin, &[])
+    }
+
+    fn start_with(bin: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -333,5 +338,259 @@ fn idle_conns_reports_rss_per_connection() {
     assert!(stdout.contains("\"connections\":200"), "{stdout}");
     assert!(stdout.contains("\"rss_bytes_per_conn\":"), "{stdout}");
     assert!(!stdout.contains("null"), "{stdout}");
+    assert_eq!(s.stop("-INT"), Some(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relay benchmark: relay_load against the tokio-tungstenite rival and this tree's wsmp-relay.
+
+const RELAY_RIVAL: &str = env!("CARGO_BIN_EXE_relay_tokio_tungstenite");
+
+fn relay_load(url: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relay_load"))
+        .args([
+            "--url",
+            url,
+            "--duration",
+            "0.4",
+            "--warmup",
+            "0.1",
+            "--drain",
+            "3",
+            "--settle",
+            "0",
+            "--join-timeout",
+            "10",
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// This tree's relay, run in-process on its own runtime until dropped.
+struct InProcessRelay {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcessRelay {
+    fn start() -> Self {
+        let args =
+            // Pings every 0.25 s, dropping a client that has not answered the previous one:
+            // the run also proves relay_load answers pings.
+            wsmp_relay::cli::try_parse_from([
+                "wsmp-relay",
+                "--listen",
+                "127.0.0.1:0",
+                "--heartbeat-interval",
+                "0.25",
+            ])
+            .unwrap();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let server = wsmp_relay::server::Server::bind(&args).unwrap();
+                port_tx.send(server.local_addrs()[0].port()).unwrap();
+                server
+                    .run_until(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let port = port_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        InProcessRelay {
+            port,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for InProcessRelay {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `relay_load` and checks it succeeded with a JSON report that validated deliveries.
+fn assert_relay_run(url: &str, extra: &[&str], want_deliveries: bool) -> String {
+    let out = relay_load(url, &[extra, &["--json"]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{url} {extra:?}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with('{') && stdout.trim_end().ends_with('}'),
+        "{stdout}"
+    );
+    let total: u64 = stdout
+        .split("\"deliveries_total\":")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no deliveries_total in {stdout}"));
+    assert_eq!(total > 0, want_deliveries, "{stdout}");
+    stdout
+}
+
+#[test]
+fn relay_load_validates_every_relay_form_on_both_relays() {
+    let rival = Server::start(RELAY_RIVAL);
+    let pid = rival.child.id().to_string();
+    let wsmp = InProcessRelay::start();
+    for url in [rival.url(), wsmp.url()] {
+        // Every RELAY form (all, one peer, self, all but X, all but sender, another room's
+        // peer), several rooms at once.
+        let out = assert_relay_run(
+            &url,
+            &[
+                "--rooms",
+                "3",
+                "--per-room",
+                "4",
+                "--rate",
+                "60",
+                "--traffic",
+                "mixed",
+            ],
+            true,
+        );
+        // The in-process relay pings every 0.25 s; the rival never does.
+        assert_eq!(url == wsmp.url(), !out.contains("\"pings\":0}"), "{out}");
+        // Closed loop: 4 broadcasts in flight per client.
+        assert_relay_run(
+            &url,
+            &["--rooms", "1", "--per-room", "5", "--window", "4"],
+            true,
+        );
+    }
+    // Idle hold, with the relay's CPU and RSS read from /proc.
+    let out = assert_relay_run(
+        &rival.url(),
+        &["--rooms", "2", "--per-room", "3", "--server-pid", &pid],
+        false,
+    );
+    assert!(out.contains("\"mode\":\"idle\""), "{out}");
+    assert!(!out.contains("\"rss_bytes_per_client\":null"), "{out}");
+    assert!(!out.contains("\"server_cpu_s\":null"), "{out}");
+    assert_eq!(rival.stop("-INT"), Some(0));
+}
+
+#[test]
+fn relay_load_catches_each_fault() {
+    for (fault, expect) in [
+        ("drop", "lost or reordered"),
+        ("duplicate", "duplicate or reordered"),
+        ("corrupt", "corrupted: seq"),
+        ("misroute", "misrouted"),
+        ("reorder", "lost or reordered"),
+    ] {
+        let s = Server::start_with(RELAY_RIVAL, &["--fault", &format!("{fault}:40")]);
+        let out = relay_load(
+            &s.url(),
+            &[
+                "--rooms",
+                "2",
+                "--per-room",
+                "4",
+                "--rate",
+                "100",
+                "--traffic",
+                "mixed",
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fault}: {err}");
+        assert!(err.contains(expect), "{fault}: {err}");
+        assert_eq!(s.stop("-INT"), Some(0));
+    }
+}
+
+#[test]
+fn relay_load_fails_against_a_server_that_is_no_relay() {
+    // An echo server never sends the id message.
+    let s = Server::start(RIVALS[0]);
+    let out = relay_load(
+        &s.url(),
+        &[
+            "--rooms",
+            "1",
+            "--per-room",
+            "2",
+            "--rate",
+            "10",
+            "--join-timeout",
+            "1",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("timed out while joining"), "{err}");
+    assert_eq!(s.stop("-INT"), Some(0));
+}
+
+#[test]
+fn relay_load_rejects_bad_arguments() {
+    for args in [
+        &["--url", "ws://127.0.0.1:1", "--rate", "30", "--window", "4"][..],
+        &[
+            "--url",
+            "ws://127.0.0.1:1",
+            "--window",
+            "4",
+            "--per-room",
+            "1",
+        ],
+        &["--url", "ws://127.0.0.1:1", "--size", "8"],
+        &["--url", "ws://127.0.0.1:1", "--traffic", "some"],
+        &["--url", "ws://10.0.0.1:1"],
+        &[],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_relay_load"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn relay_rival_follows_the_server_contract() {
+    for bad in [&["--bogus"][..], &["--fault", "explode"]] {
+        let st = Command::new(RELAY_RIVAL)
+            .args(bad)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(2), "{bad:?}");
+    }
+    let s = Server::start(RELAY_RIVAL);
+    // Not a room: HTTP 404 (design: rooms are `/` and `/room/NAME`).
+    let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.write_all(
+        b"GET /nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 404");
+    assert_eq!(s.stop("-TERM"), Some(0));
+    let s = Server::start(RELAY_RIVAL);
     assert_eq!(s.stop("-INT"), Some(0));
 }
