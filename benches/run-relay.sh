@@ -171,7 +171,10 @@ SERVER_PORT=""
 start_server() {
     local name="$1" tag="$2" config="$3" i
     local so="$OUT/logs/$name-$tag.stdout" se="$OUT/logs/$name-$tag.stderr"
-    local -a cmd=("$OUT/bin/server-$name" --listen 127.0.0.1:0)
+    # Every load client comes from 127.0.0.1: lift the relay's per-address limits (read from
+    # the environment by wsmp-relay ≥ 0.2; ignored by the other servers).
+    local -a cmd=(env WSMP_RELAY_MAX_CONNS_PER_IP=1000000 WSMP_RELAY_MAX_PENDING_PER_IP=1000000
+        "$OUT/bin/server-$name" --listen 127.0.0.1:0)
     case "$config" in
         pinned) [ "$PIN" = 1 ] && cmd=(taskset -c 0 "${cmd[@]}") ;;
         w1) cmd=(env TOKIO_WORKER_THREADS=1 "${cmd[@]}") ;;
