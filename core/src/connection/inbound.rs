@@ -398,10 +398,13 @@ impl Reader {
         let (Some(frame), Some(msg)) = (self.frame.as_mut(), self.message.as_mut()) else {
             return Step::Progress(used);
         };
-        let dec = self.inflate.dec.get_or_insert_with(|| match pool.as_deref_mut() {
-            Some(pool) => pool.take_decompressor(),
-            None => Box::new(Decompressor::new()),
-        });
+        let dec = self
+            .inflate
+            .dec
+            .get_or_insert_with(|| match pool.as_deref_mut() {
+                Some(pool) => pool.take_decompressor(),
+                None => Box::new(Decompressor::new()),
+            });
         let mut piece = [0u8; STEP];
         loop {
             let remaining = usize::try_from(frame.remaining).unwrap_or(usize::MAX);

@@ -598,7 +598,8 @@ impl Connection {
         self.check_send(frame.payload_len())?;
         let mut out = None;
         #[cfg(feature = "deflate")]
-        if let (Some(deflater), Some((opcode, payload))) = (self.deflater.as_mut(), frame.message()) {
+        if let (Some(deflater), Some((opcode, payload))) = (self.deflater.as_mut(), frame.message())
+        {
             if deflater.wants(payload.len()) {
                 out = if deflater.takeover() {
                     deflater

@@ -55,8 +55,8 @@ use core::net::SocketAddr;
 use crate::config::{Config, ConfigError};
 use crate::connection::{
     AcceptOptions, Admission, Chunks, ClientError, CloseInfo, CommandError, Connection,
-    DeflatePool, Event, HttpResponse, MessageKind, Request, Rng, SendErrorKind, SharedFrame,
-    State, TransmitBatch,
+    DeflatePool, Event, HttpResponse, MessageKind, Request, Rng, SendErrorKind, SharedFrame, State,
+    TransmitBatch,
 };
 use crate::frame::CloseCode;
 use crate::time::{Clock, Timestamp};
@@ -650,7 +650,9 @@ impl Host {
     ) -> Result<usize, UnknownPeer> {
         let now = self.s.clock.observe(now);
         let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
-        let n = peer.conn.handle_input_with(now, input, Some(&mut self.pool));
+        let n = peer
+            .conn
+            .handle_input_with(now, input, Some(&mut self.pool));
         self.after(id);
         Ok(n)
     }
