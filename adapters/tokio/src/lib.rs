@@ -62,4 +62,4 @@ pub use tls::{
 pub use websocket::{accept, connect, Message, ReadHalf, WebSocket, WriteHalf};
 pub use wsmp_core::connection::{AcceptOptions, CloseCause, CloseInfo, HttpResponse, Request};
 pub use wsmp_core::host::{ConnectionStatus, HostEvent, HostSendError, PeerId, SendReport, Target};
-pub use wsmp_core::{CloseCode, Config};
+pub use wsmp_core::{CloseCode, Config, DeflateConfig};
