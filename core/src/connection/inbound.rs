@@ -118,6 +118,8 @@ struct Inflate {
     keep: bool,
     #[cfg(feature = "deflate")]
     dec: Option<Box<crate::deflate::Decompressor>>,
+    /// Compressed messages received.
+    messages: u64,
 }
 
 /// Incremental reader state.
@@ -165,6 +167,11 @@ impl Reader {
         self.inflate.keep = keep;
     }
 
+    /// Compressed messages received so far.
+    pub(crate) fn compressed_messages(&self) -> u64 {
+        self.inflate.messages
+    }
+
     /// True while a decompressor is held (for memory accounting).
     #[cfg(feature = "deflate")]
     pub(crate) fn holds_decompressor(&self) -> bool {
@@ -174,7 +181,9 @@ impl Reader {
     /// Drops any partial state (after a failure or close), decompressor
     /// included.
     pub(crate) fn reset(&mut self) {
+        let messages = self.inflate.messages;
         *self = Reader::default();
+        self.inflate.messages = messages;
     }
 
     /// Reads at most one unit from `input`. `pool` lends a decompressor to
@@ -480,6 +489,7 @@ impl Reader {
             return Step::Progress(used);
         };
         dec.end_message();
+        self.inflate.messages += 1;
         if !self.inflate.keep {
             // RFC 7692 §7.1.1.2: no context takeover, nothing to keep.
             if let (Some(dec), Some(pool)) = (self.inflate.dec.take(), pool) {

@@ -176,6 +176,8 @@ pub struct Connection {
     protocol: Option<String>,
     /// The permessage-deflate parameters in force, once open.
     permessage_deflate: Option<handshake::DeflateParams>,
+    /// Messages sent compressed.
+    compressed_sent: u64,
     #[cfg(feature = "deflate")]
     deflater: Option<Box<compression::Deflater>>,
     handshake_deadline: Timestamp,
@@ -285,6 +287,7 @@ impl Connection {
             rng: None,
             protocol: None,
             permessage_deflate: None,
+            compressed_sent: 0,
             #[cfg(feature = "deflate")]
             deflater: None,
             handshake_deadline,
@@ -320,6 +323,11 @@ impl Connection {
     /// negotiated (RFC 7692 §7.1).
     pub fn permessage_deflate(&self) -> Option<handshake::DeflateParams> {
         self.permessage_deflate
+    }
+
+    /// Messages (received, sent) compressed with permessage-deflate so far.
+    pub fn compressed_messages(&self) -> (u64, u64) {
+        (self.reader.compressed_messages(), self.compressed_sent)
     }
 
     /// How the connection ended (or is ending), once known.
@@ -540,6 +548,7 @@ impl Connection {
         let key = self.mask_key();
         // RFC 7692 §6.1: a compressed message has RSV1 on its (only) frame.
         if let Some(frame) = self.compressed_frame(opcode, &payload, key, pool) {
+            self.compressed_sent += 1;
             self.out.push_back(frame, Class::Data);
             return Ok(());
         }
@@ -611,7 +620,13 @@ impl Connection {
                 };
             }
         }
-        let frame = out.unwrap_or_else(|| frame.clone());
+        let frame = match out {
+            Some(compressed) => {
+                self.compressed_sent += 1;
+                compressed
+            }
+            None => frame.clone(),
+        };
         self.out.push_back(frame, Class::Data);
         Ok(())
     }
