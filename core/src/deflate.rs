@@ -262,6 +262,9 @@ impl Decompressor {
 /// allocate and initialise them for every message. Bounded: one compressor
 /// per (level, window) in use and [`MAX_IDLE_DECOMPRESSORS`] decompressors.
 #[derive(Debug, Default)]
+// The boxes move as they are between the pool and the connections that
+// borrow them (a connection keeps `Option<Box<_>>`: one word while idle).
+#[allow(clippy::vec_box)]
 pub(crate) struct DeflatePool {
     compressors: Vec<Box<Compressor>>,
     decompressors: Vec<Box<Decompressor>>,

@@ -389,6 +389,7 @@ impl Host {
             rng,
             admission,
             target: Target::Broadcast,
+            #[allow(clippy::default_constructed_unit_structs)]
             pool: DeflatePool::default(),
             s: Shared {
                 role,

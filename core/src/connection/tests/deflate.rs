@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! permessage-deflate on a connection (RFC 7692): negotiation through both
 //! handshakes, RSV1 rules, the RFC's own byte examples, the inflate bound,
 //! backpressure, memory held per connection, and round trips across
