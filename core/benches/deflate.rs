@@ -101,7 +101,7 @@ fn chat(i: usize) -> Bytes {
         .map(|k| words[(i * 3 + k * 5) % words.len()])
         .collect();
     Bytes::from(format!(
-        "{{\"type\":\"chat\",\"from\":{},\"room\":\"lobby\",\"ts\":{},\"color\":\"#ff{:04x}\",\"text\":\"{}\",\"badges\":[\"veteran\",\"beta\"]}}",
+        "{{\"type\":\"chat\",\"from\":{},\"room\":\"lobby\",\"channel\":\"global\",\"ts\":{},\"color\":\"#ff{:04x}\",\"text\":\"{}\",\"badges\":[\"veteran\",\"beta\"],\"lang\":\"en\"}}",
         1000 + i % 17,
         1_700_000_000_000u64 + i as u64 * 977,
         i * 31 % 65536,
@@ -274,8 +274,8 @@ fn wire_report() {
                 room.host
                     .send(now, Target::Peer(id), make(i + VARIANTS))
                     .expect("warm-up");
+                room.pump();
             }
-            room.pump();
             let mut total = 0;
             for i in 0..VARIANTS {
                 room.host

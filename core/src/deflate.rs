@@ -53,6 +53,9 @@ pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Largest output step of the inflater (bytes grown per zlib call).
 pub(crate) const INFLATE_CHUNK: usize = 32 * 1024;
 
+/// First output step of the inflater.
+const INFLATE_FIRST_STEP: usize = 1024;
+
 /// zlib's default `memLevel` (hash chains and the pending buffer).
 const MEM_LEVEL: i32 = 8;
 
@@ -202,8 +205,9 @@ impl Decompressor {
     }
 
     /// Inflates `input`, appending at most `room` bytes to `out`. The
-    /// output grows by at most [`INFLATE_CHUNK`] bytes per step and its
-    /// capacity never exceeds `out.len() + room` (plus what it already had).
+    /// output grows by at most [`INFLATE_CHUNK`] bytes per step (less while
+    /// it is small) and its capacity never exceeds `out.len() + room` (plus
+    /// what it already had).
     pub(crate) fn inflate(
         &mut self,
         input: &[u8],
@@ -219,7 +223,11 @@ impl Decompressor {
                 // (the appended tail) carries nothing.
                 return Ok(Inflated::Done(input.len()));
             }
-            let space = (room - produced).min(INFLATE_CHUNK);
+            // Steps grow with the output (1 KiB first, then its length so
+            // far, at most INFLATE_CHUNK), so a small message never holds a
+            // large buffer.
+            let step = out.len().clamp(INFLATE_FIRST_STEP, INFLATE_CHUNK);
+            let space = (room - produced).min(step);
             if space == 0 {
                 return Ok(Inflated::Full(read));
             }
@@ -469,6 +477,28 @@ mod tests {
         assert!(matches!(r, Inflated::Full(n) if n < z.len()), "{r:?}");
         assert_eq!(out.len(), room);
         assert!(out.capacity() <= room, "capacity {}", out.capacity());
+    }
+
+    #[test]
+    fn small_messages_get_small_buffers() {
+        for n in [150usize, 2000, 40_000] {
+            let msg = text(n);
+            let mut z = Compressor::new(6, 15).compress(&msg).unwrap();
+            z.extend_from_slice(&TAIL);
+            let mut d = Decompressor::new();
+            let mut out = Vec::new();
+            assert_eq!(
+                d.inflate(&z, &mut out, 1 << 24),
+                Ok(Inflated::Done(z.len()))
+            );
+            assert_eq!(out, msg);
+            // Grown in steps that follow the length, not in 32 KiB chunks.
+            assert!(
+                out.capacity() <= 2 * n.max(INFLATE_FIRST_STEP),
+                "{n}: {}",
+                out.capacity()
+            );
+        }
     }
 
     #[test]

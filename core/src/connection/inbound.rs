@@ -500,7 +500,12 @@ impl Reader {
         if msg.kind == MessageKind::Text && msg.utf8.finish().is_err() {
             return Step::Fail(CloseCode::INVALID_PAYLOAD, "invalid UTF-8");
         }
-        Step::Complete(used, Complete::Message(msg.kind, msg.buf))
+        // Unread messages are bounded by their length: keep no spare room.
+        let mut buf = msg.buf;
+        if buf.capacity() - buf.len() > buf.len() / 8 {
+            buf.shrink_to_fit();
+        }
+        Step::Complete(used, Complete::Message(msg.kind, buf))
     }
 }
 
