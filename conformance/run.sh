@@ -20,7 +20,7 @@
 #
 # Environment: CONFORMANCE_CACHE (default target/autobahn), CONFORMANCE_RUN_TIMEOUT (seconds per
 # run; default 600, 2400 with --full), CONFORMANCE_READY_TIMEOUT (default 30),
-# CONFORMANCE_PMD_MESSAGES (messages per 12.*/13.* case, default 100; the suite's own count is
+# CONFORMANCE_PMD_MESSAGES (messages per 12.*/13.* case, default 30; the suite's own count is
 # 1000, which takes far longer than the CI budget),
 # CONFORMANCE_NETNS=1 (run everything inside a fresh network namespace, `unshare -n`, as well).
 # Everything listens on 127.0.0.1 only; see conformance/README.md.
@@ -74,7 +74,7 @@ ROOT="$(cd "$HERE/.." && pwd)"
 cd "$ROOT"
 CACHE="${CONFORMANCE_CACHE:-$ROOT/target/autobahn}"
 READY_TIMEOUT="${CONFORMANCE_READY_TIMEOUT:-30}"
-export WSTEST_PMD_MESSAGES="${CONFORMANCE_PMD_MESSAGES:-100}"
+export WSTEST_PMD_MESSAGES="${CONFORMANCE_PMD_MESSAGES:-30}"
 STOP_TIMEOUT=10
 
 log() { printf '[conformance] %s\n' "$*" >&2; }
