@@ -6,7 +6,7 @@
 //!   compressed once) / per-connection (context takeover), sent to one peer;
 //! - fan-out CPU per delivery for a 32-peer room (one broadcast to 32 peers);
 //! - memory per idle peer after one message each way (counting allocator,
-//!   clients excluded), per mode.
+//!   clients excluded), per mode, and with no context takeover both ways.
 //!
 //! Each measured message differs from the previous ones (64 variants in
 //! turn), as a game's messages do, so context takeover is not flattered by
@@ -55,6 +55,8 @@ impl RngCore for SplitMix64 {
 enum Mode {
     Off,
     Shared,
+    /// Shared, and the clients told not to keep context either (memory only).
+    NoContext,
     PerConnection,
 }
 
@@ -63,6 +65,7 @@ impl Mode {
         match self {
             Mode::Off => "off",
             Mode::Shared => "shared",
+            Mode::NoContext => "no-context-both",
             Mode::PerConnection => "per-connection",
         }
     }
@@ -74,6 +77,11 @@ impl Mode {
             Mode::Off => None,
             Mode::Shared => Some(DeflateConfig {
                 server_no_context_takeover: true,
+                ..DeflateConfig::default()
+            }),
+            Mode::NoContext => Some(DeflateConfig {
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
                 ..DeflateConfig::default()
             }),
             Mode::PerConnection => Some(DeflateConfig::default()),
@@ -299,7 +307,7 @@ fn wire_report() {
 fn memory_report() {
     const PEERS: usize = 100;
     println!("host memory per idle peer after one {}-byte message each way ({PEERS} peers, clients excluded):", state(0).len());
-    for mode in MODES {
+    for mode in [Mode::Off, Mode::Shared, Mode::NoContext, Mode::PerConnection] {
         let region = Region::new(GLOBAL);
         let mut room = Room::new(mode, PEERS);
         let now = room.now;
