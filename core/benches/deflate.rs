@@ -307,7 +307,12 @@ fn wire_report() {
 fn memory_report() {
     const PEERS: usize = 100;
     println!("host memory per idle peer after one {}-byte message each way ({PEERS} peers, clients excluded):", state(0).len());
-    for mode in [Mode::Off, Mode::Shared, Mode::NoContext, Mode::PerConnection] {
+    for mode in [
+        Mode::Off,
+        Mode::Shared,
+        Mode::NoContext,
+        Mode::PerConnection,
+    ] {
         let region = Region::new(GLOBAL);
         let mut room = Room::new(mode, PEERS);
         let now = room.now;
