@@ -146,3 +146,18 @@ fn per_connection_compression_with_context_takeover() {
     net.pump();
     assert_eq!(net.server.get_packet(), Some((a, state(5000))));
 }
+
+#[test]
+fn shared_frame_is_send_sync_and_cheap_to_clone() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<SharedFrame>();
+    // Hosts move between threads (one per core in the relay).
+    send::<Host>();
+    // Inline header + payload, a shared body and one pointer to the variants.
+    assert!(
+        core::mem::size_of::<SharedFrame>() <= 96,
+        "{}",
+        core::mem::size_of::<SharedFrame>()
+    );
+}
