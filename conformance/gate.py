@@ -2,12 +2,14 @@
 """Gate on an Autobahn|Testsuite report (stdlib only).
 
     gate.py REPORT [--run NAME] [--agent AGENT] [--full] [--gate-compression]
-            [--expected-dir DIR] [--update-expected] [--fail-on-change]
+            [--compression-only] [--expected-dir DIR] [--update-expected] [--fail-on-change]
 
 REPORT is a wstest outdir (holding index.json) or an index.json file. The gate passes when every
 case of groups 1-10 is present and has `behavior` and `behaviorClose` both in {OK, INFORMATIONAL}.
 Groups 12 and 13 (permessage-deflate) are reported when present and gated only with
---gate-compression (then they must be present and pass too).
+--gate-compression (then they must be present and pass too). --compression-only shows and gates
+groups 12 and 13 alone (a run of those cases only), where UNIMPLEMENTED (the extension was not
+negotiated) fails like any other verdict that is not OK/INFORMATIONAL.
 
 The results are compared with conformance/expected/<run>.json (case -> behavior/behaviorClose);
 every case whose result changed is printed. --update-expected rewrites that file from the report.
@@ -129,6 +131,8 @@ def main(argv):
     p.add_argument("--full", action="store_true", help="the run covered all cases: report groups 12/13")
     p.add_argument("--gate-compression", action="store_true",
                    help="also gate groups 12/13 (once permessage-deflate exists); implies --full")
+    p.add_argument("--compression-only", action="store_true",
+                   help="the run covered groups 12/13 only: show and gate those")
     p.add_argument("--expected-dir", default=os.path.join(HERE, "expected"))
     p.add_argument("--update-expected", action="store_true",
                    help="write the report's results to <expected-dir>/<run>.json")
@@ -152,6 +156,8 @@ def main(argv):
 
     shown = BASE_GROUPS + (COMPRESSION_GROUPS if a.full else ())
     gated = BASE_GROUPS + (COMPRESSION_GROUPS if a.gate_compression else ())
+    if a.compression_only:
+        shown = gated = COMPRESSION_GROUPS
     print("Autobahn report: %s (agent %s, run %s)" % (index, agent, run))
     print(summary_table(cases, shown))
     extra = sorted({group_of(c) for c in cases} - set(shown))

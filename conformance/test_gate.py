@@ -98,6 +98,21 @@ class GateTest(unittest.TestCase):
         rc, out = self.run_gate(r, "--gate-compression")
         self.assertEqual(rc, 1)
 
+    def test_compression_only_run(self):
+        r = full_report(groups=gate.COMPRESSION_GROUPS)
+        rc, out = self.run_gate(r, "--compression-only")
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"total\s+216\s+216\s+0\s+0\s+0\s+0")
+        # The base groups are not expected in such a run.
+        self.assertNotIn("group 1:", out)
+        r["a"]["13.1.3"]["behavior"] = "UNIMPLEMENTED"
+        rc, out = self.run_gate(r, "--compression-only")
+        self.assertEqual(rc, 1)
+        self.assertIn("13.1.3", out)
+        del r["a"]["12.1.1"]
+        rc, out = self.run_gate(r, "--compression-only")
+        self.assertIn("group 12: 89 of 90", out)
+
     def test_several_agents_need_agent(self):
         r = full_report("a")
         r.update(full_report("b"))

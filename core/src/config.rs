@@ -12,6 +12,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
+pub use crate::handshake::DeflateConfig;
+
 /// Configuration of a [`Connection`](crate::Connection) or [`Host`](crate::Host).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -49,6 +51,11 @@ pub struct Config {
     pub handshake_headers: Vec<String>,
     /// Answer pings with pongs automatically. Default true.
     pub auto_pong: bool,
+    /// permessage-deflate (RFC 7692): offered by a client, accepted by a
+    /// server when the client offers it, with these parameters. `None`
+    /// (default): never offered nor accepted, and the handshake bytes are
+    /// exactly the engine's. Needs the `deflate` feature.
+    pub permessage_deflate: Option<DeflateConfig>,
 }
 
 impl Default for Config {
@@ -64,6 +71,7 @@ impl Default for Config {
             supported_protocols: Vec::new(),
             handshake_headers: Vec::new(),
             auto_pong: true,
+            permessage_deflate: None,
         }
     }
 }
@@ -85,6 +93,11 @@ pub enum ConfigError {
     HandshakeHeader,
     /// A `supported_protocols` entry is empty or not an HTTP token.
     Protocol,
+    /// `permessage_deflate` is set but the `deflate` feature is off.
+    DeflateUnavailable,
+    /// `permessage_deflate` window bits out of range (server 9..=15,
+    /// client 8..=15) or level not in 1..=9.
+    DeflateParameter,
 }
 
 impl fmt::Display for ConfigError {
@@ -99,6 +112,13 @@ impl fmt::Display for ConfigError {
                 "each handshake_headers entry must be one `Name: value` line"
             }
             ConfigError::Protocol => "each supported_protocols entry must be a non-empty token",
+            ConfigError::DeflateUnavailable => {
+                "permessage_deflate needs the `deflate` feature of wsmp-core"
+            }
+            ConfigError::DeflateParameter => {
+                "permessage_deflate: server_max_window_bits 9..=15, client_max_window_bits \
+                 8..=15, compression_level 1..=9"
+            }
         })
     }
 }
@@ -139,6 +159,18 @@ impl Config {
             // RFC 6455 §4.1: sub-protocol names are RFC 2616 tokens.
             if p.is_empty() || !p.bytes().all(is_token_byte) {
                 return Err(ConfigError::Protocol);
+            }
+        }
+        if let Some(d) = &self.permessage_deflate {
+            if !cfg!(feature = "deflate") {
+                return Err(ConfigError::DeflateUnavailable);
+            }
+            // RFC 7692 §7.1.2: 8..=15; zlib cannot compress with 8 (raw).
+            if !(9..=15).contains(&d.server_max_window_bits)
+                || !(8..=15).contains(&d.client_max_window_bits)
+                || !(1..=9).contains(&d.compression_level)
+            {
+                return Err(ConfigError::DeflateParameter);
             }
         }
         Ok(())
@@ -189,5 +221,37 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn deflate_parameters_checked() {
+        let with = |d: DeflateConfig| Config {
+            permessage_deflate: Some(d),
+            ..Config::default()
+        };
+        let ok = if cfg!(feature = "deflate") {
+            Ok(())
+        } else {
+            Err(ConfigError::DeflateUnavailable)
+        };
+        assert_eq!(with(DeflateConfig::default()).validate(), ok);
+        if cfg!(feature = "deflate") {
+            for bad in [
+                DeflateConfig {
+                    server_max_window_bits: 8,
+                    ..DeflateConfig::default()
+                },
+                DeflateConfig {
+                    client_max_window_bits: 16,
+                    ..DeflateConfig::default()
+                },
+                DeflateConfig {
+                    compression_level: 0,
+                    ..DeflateConfig::default()
+                },
+            ] {
+                assert_eq!(with(bad).validate(), Err(ConfigError::DeflateParameter));
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! - `Host` (feature `alloc`): many peers with ids, routing and limits.
 //!
 //! Features: `alloc` (default) enables `Connection`, `Host` and owned types;
+//! `deflate` (default) adds permessage-deflate (RFC 7692) on top of it;
 //! `std` is additive only.
 #![no_std]
 #![deny(missing_docs)]
@@ -36,6 +37,8 @@ mod test_rng;
 pub mod config;
 #[cfg(feature = "alloc")]
 pub mod connection;
+#[cfg(feature = "deflate")]
+mod deflate;
 #[cfg(feature = "alloc")]
 pub mod host;
 
@@ -44,6 +47,7 @@ pub use config::{Config, ConfigError};
 #[cfg(feature = "alloc")]
 pub use connection::{Connection, Event, Message, MessageKind};
 pub use frame::CloseCode;
+pub use handshake::{DeflateConfig, DeflateParams};
 #[cfg(feature = "alloc")]
 pub use host::{ConnectionStatus, Host, HostEvent, PeerId, Target};
 pub use time::Timestamp;

@@ -6,7 +6,11 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+#[cfg(feature = "deflate")]
+use alloc::format;
 use alloc::sync::Arc;
+#[cfg(feature = "deflate")]
+use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -23,6 +27,7 @@ pub const TARGETS: &[&str] = &[
     "client_response",
     "server_connection",
     "client_connection",
+    "inflate",
 ];
 
 /// Runs the driver called `name` on `data`.
@@ -33,6 +38,7 @@ pub fn run(name: &str, data: &[u8]) {
         "client_response" => client_response(data),
         "server_connection" => server_connection(data),
         "client_connection" => client_connection(data),
+        "inflate" => inflate(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -143,6 +149,125 @@ Sec-WebSocket-Accept: ",
     resp.extend_from_slice(b"\r\n\r\n");
     assert_eq!(conn.handle_input(Timestamp::ZERO, &resp), resp.len());
     drive(conn, data);
+}
+
+/// The inflater behind permessage-deflate (RFC 7692 §7.2.2), through a
+/// server `Connection` that negotiated it. `data[0]`: bits 0-1 pick the
+/// message limit (1 KiB, 64 KiB, 1 MiB, 4 MiB), bit 2 the peer's context
+/// takeover, bits 3-7 the fragment size; `data[1..]` is the compressed
+/// payload of one message (then repeated once, so a kept window is used).
+/// Whatever the bytes (a bomb that inflates ~1000:1 included), memory stays
+/// within the limit plus the decompressor, a message never exceeds the limit,
+/// and the outcome is a message, a 1009 (too big) or a 1007 (bad data or
+/// UTF-8) — never a panic.
+#[cfg(feature = "deflate")]
+pub fn inflate(data: &[u8]) {
+    use wsmp_core::DeflateConfig;
+    let Some((&flags, payload)) = data.split_first() else {
+        return;
+    };
+    let limit = [1 << 10, 1 << 16, 1 << 20, 4 << 20][usize::from(flags & 3)];
+    let config = Arc::new(Config {
+        inbound_buffer_size: limit,
+        max_queued_packets: 4,
+        permessage_deflate: Some(DeflateConfig::default()),
+        ..Config::default()
+    });
+    let mut conn = Connection::server(config, Timestamp::ZERO, Admission::Automatic);
+    let offer = if flags & 4 != 0 {
+        "permessage-deflate"
+    } else {
+        "permessage-deflate; client_no_context_takeover"
+    };
+    let req = format!(
+        "GET /fuzz HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Extensions: {offer}\r\n\r\n"
+    );
+    assert_eq!(
+        conn.handle_input(Timestamp::ZERO, req.as_bytes()),
+        req.len()
+    );
+    let head = take_output(&mut conn);
+    assert!(head.starts_with(b"HTTP/1.1 101 "));
+    assert!(conn.permessage_deflate().is_some());
+    let fragment = 1 + usize::from(flags >> 3) * 97;
+    let mut wire = Vec::new();
+    for _ in 0..2 {
+        let pieces: Vec<&[u8]> = if payload.is_empty() {
+            vec![&[][..]]
+        } else {
+            payload.chunks(fragment).collect()
+        };
+        for (i, piece) in pieces.iter().enumerate() {
+            let fin = if i + 1 == pieces.len() { 0x80 } else { 0 };
+            // RFC 7692 §6: RSV1 on the first frame of the message only.
+            let first = if i == 0 { 0x42 } else { 0x00 };
+            wire.extend_from_slice(&masked_frame(fin | first, piece));
+        }
+    }
+    // The decompressor (about 47.5 KB in zlib-rs 0.6) and small buffers on top.
+    let bound = limit + 1 + 128 * 1024;
+    let mut pos = 0;
+    let mut rounds = 0;
+    while pos < wire.len() && rounds < 10_000 {
+        rounds += 1;
+        let end = (pos + 4096).min(wire.len());
+        let n = conn.handle_input(Timestamp::ZERO, &wire[pos..end]);
+        pos += n;
+        assert!(
+            conn.buffered_memory() <= bound,
+            "{} > {bound}",
+            conn.buffered_memory()
+        );
+        while let Some(e) = conn.poll_event() {
+            if let Event::Message(m) = e {
+                assert!(m.data.len() <= limit);
+            }
+        }
+        let _ = take_output(&mut conn);
+        if conn.state() != wsmp_core::connection::State::Open {
+            break;
+        }
+    }
+    if let Some(info) = conn.close_info() {
+        assert!(
+            [
+                CloseCode::MESSAGE_TOO_BIG,
+                CloseCode::INVALID_PAYLOAD,
+                CloseCode::PROTOCOL_ERROR
+            ]
+            .contains(&info.code),
+            "{info:?}"
+        );
+    }
+}
+
+/// Without the `deflate` feature there is no inflater to fuzz.
+#[cfg(not(feature = "deflate"))]
+pub fn inflate(_data: &[u8]) {}
+
+/// A masked client frame with a fixed key.
+#[cfg(feature = "deflate")]
+fn masked_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x37, 0xFA, 0x21, 0x3D];
+    let mut v = vec![b0];
+    match payload.len() {
+        n if n < 126 => v.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&key);
+    let at = v.len();
+    v.extend_from_slice(payload);
+    apply_mask(&mut v[at..], key, 0);
+    v
 }
 
 /// Small limits so that the fuzzer reaches them.

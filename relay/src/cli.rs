@@ -64,6 +64,36 @@ pub enum LogFormat {
     Json,
 }
 
+/// permessage-deflate for browser clients (RFC 7692). Godot/Redot clients
+/// never offer it: for them nothing changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Compression {
+    /// Never negotiated.
+    Off,
+    /// `server_no_context_takeover`: every message is compressed from an
+    /// empty window, so a broadcast is compressed once and shared by all its
+    /// receivers, and no compressor is kept per connection.
+    #[default]
+    Shared,
+    /// Context takeover: better ratios on similar messages, but each
+    /// connection compresses for itself and keeps a compressor (~380 KB).
+    PerConnection,
+}
+
+impl Compression {
+    /// The core setting for this mode.
+    pub fn deflate_config(self) -> Option<wsmp_core::DeflateConfig> {
+        match self {
+            Compression::Off => None,
+            Compression::Shared => Some(wsmp_core::DeflateConfig {
+                server_no_context_takeover: true,
+                ..wsmp_core::DeflateConfig::default()
+            }),
+            Compression::PerConnection => Some(wsmp_core::DeflateConfig::default()),
+        }
+    }
+}
+
 /// Flags of `wsmp-relay`.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(
@@ -168,6 +198,11 @@ pub struct Args {
     /// Log format on stderr.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+
+    /// permessage-deflate for browsers (Godot clients never offer it): `off`,
+    /// `shared` (a broadcast compressed once for all), `per-connection`.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Compression::Shared)]
+    pub compression: Compression,
 
     /// Turn the stats off: no `GET /stats` JSON counters and no periodic stats log line.
     #[arg(long)]
@@ -419,6 +454,7 @@ mod tests {
         assert_eq!(a.room_max_peers, 64);
         assert!(a.supported_protocols.is_empty());
         assert_eq!(a.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(a.compression, Compression::Shared);
         assert!(a.allowed_origins.is_empty());
         assert_eq!(a.max_pending_per_ip, 64);
         assert_eq!(a.auth_token, None);
@@ -478,6 +514,8 @@ mod tests {
             "0.25",
             "--log-format",
             "json",
+            "--compression",
+            "per-connection",
             "--no-stats",
         ])
         .expect("parses");
@@ -498,6 +536,11 @@ mod tests {
         assert_eq!(a.max_pending_per_ip, 8);
         assert_eq!(a.auth_timeout, Duration::from_millis(250));
         assert_eq!(a.log_format, LogFormat::Json);
+        assert_eq!(a.compression, Compression::PerConnection);
+        assert_eq!(
+            a.compression.deflate_config(),
+            Some(wsmp_core::DeflateConfig::default())
+        );
         assert!(a.no_stats);
         let cfg = a.relay_config();
         assert!(cfg.auth_required);
@@ -524,6 +567,7 @@ mod tests {
         assert!(err(&["--supported-protocol", "a b"]).contains("token"));
         assert!(err(&["--auth-token", ""]).contains("empty"));
         assert!(err(&["--log-format", "xml"]).contains("--log-format"));
+        assert!(err(&["--compression", "gzip"]).contains("--compression"));
         assert!(err(&["--max-peers", "10", "--room-max-peers", "11"]).contains("must not exceed"));
         err(&["--bogus"]);
         err(&["positional"]);

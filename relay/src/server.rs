@@ -502,6 +502,7 @@ pub fn peer_config(args: &Args) -> Config {
         // 0 = off.
         heartbeat_interval: (!args.heartbeat_interval.is_zero()).then_some(args.heartbeat_interval),
         supported_protocols: args.supported_protocols.clone(),
+        permessage_deflate: args.compression.deflate_config(),
         ..Config::default()
     }
 }

@@ -85,5 +85,8 @@ mod tests {
         assert!(APP_JS.contains("SYS_DEL_PEER = 2"));
         assert!(APP_JS.contains("SYS_RELAY = 3"));
         assert!(APP_JS.contains("\"/room/\""));
+        // The page shows whether permessage-deflate was negotiated.
+        assert!(APP_JS.contains("sock.extensions"));
+        assert!(INDEX_HTML.contains("id=\"compression\""));
     }
 }

@@ -12,7 +12,7 @@
   const el = {
     form: $("join-form"), room: $("room"), token: $("token"),
     connect: $("connect"), disconnect: $("disconnect"),
-    dot: $("status-dot"), status: $("status"), me: $("me"),
+    dot: $("status-dot"), status: $("status"), me: $("me"), compression: $("compression"),
     peers: $("peers"), peerCount: $("peer-count"),
     messages: $("messages"), sendForm: $("send-form"), target: $("target"),
     text: $("text"), send: $("send"),
@@ -225,6 +225,13 @@
     ws = sock;
     ws.binaryType = "arraybuffer";
     setConnectedUi(true);
+    // What the relay agreed to (RFC 7692 permessage-deflate, or nothing).
+    ws.onopen = () => {
+      const ext = sock.extensions || "";
+      el.compression.textContent = ext.startsWith("permessage-deflate") ? "compressed" : "uncompressed";
+      el.compression.dataset.extensions = ext;
+      el.compression.title = ext || "no extension";
+    };
     ws.onmessage = (m) => {
       if (typeof m.data === "string") return onPacket(encoder.encode(m.data));
       onPacket(new Uint8Array(m.data));
@@ -234,6 +241,8 @@
       ws = null; myId = 0; admitted = false; peers.clear();
       setStatus("Not connected", "off");
       el.me.textContent = "";
+      el.compression.textContent = "";
+      delete el.compression.dataset.extensions;
       addLine("sys", "", "disconnected (code " + c.code + (c.reason ? ", " + c.reason : "") + ")");
       setConnectedUi(false);
       renderPeers();

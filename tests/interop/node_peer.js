@@ -10,6 +10,10 @@ const WebSocket = require(path.join(modDir, 'ws'));
 const TEXT = 'hello interop \u2713';
 const BIG = Buffer.alloc(1 << 20);
 for (let i = 0; i < BIG.length; i++) BIG[i] = (i * 7 + 3) % 251;
+let DEFLATE_TEXT = '';
+for (let i = 0; i < 100; i++) DEFLATE_TEXT += `{"id":${i},"name":"player${i}","x":${i * 37 % 1000},"y":${i * 91 % 1000}},`;
+const DEFLATE_BINARY = Buffer.alloc(100000);
+for (let i = 0; i < DEFLATE_BINARY.length; i++) DEFLATE_BINARY[i] = Math.floor(i / 16) % 7;
 
 function out(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
 
@@ -25,6 +29,8 @@ function parseArgs(argv) {
 function server(args) {
   const protocols = args.protocols ? args.protocols.split(',') : [];
   const opts = { host: '127.0.0.1', port: 0, maxPayload: 64 << 20 };
+  // --deflate 1: accept permessage-deflate (ws servers do not by default).
+  if (args.deflate) opts.perMessageDeflate = true;
   if (protocols.length) {
     opts.handleProtocols = (offered) => {
       for (const p of offered) if (protocols.includes(p)) return p;
@@ -35,7 +41,7 @@ function server(args) {
   wss.on('connection', (ws, req) => {
     const headers = {};
     for (let i = 0; i < req.rawHeaders.length; i += 2) headers[req.rawHeaders[i].toLowerCase()] = req.rawHeaders[i + 1];
-    out({ event: 'request', path: req.url, headers, protocol: ws.protocol || null });
+    out({ event: 'request', path: req.url, headers, protocol: ws.protocol || null, extensions: ws.extensions || null });
     ws.on('ping', (data) => out({ event: 'ping', data: data.toString() }));
     ws.on('message', (data, isBinary) => {
       if (!isBinary) {
@@ -82,7 +88,7 @@ async function client(args) {
     return closed;
   };
   await withTimeout(new Promise((res, rej) => { ws.once('open', res); ws.once('error', rej); }), 10000, 'open');
-  out({ event: 'open', protocol: ws.protocol || null });
+  out({ event: 'open', protocol: ws.protocol || null, extensions: ws.extensions || null });
   for (const step of args.steps.split(',')) {
     if (step === 'text') {
       ws.send(TEXT);
@@ -93,6 +99,16 @@ async function client(args) {
       ws.send(data, { binary: true });
       const m = await next(step);
       out({ step, type: m.isBinary ? 'binary' : 'text', equal: Buffer.compare(m.data, data) === 0, len: m.data.length });
+    } else if (step === 'deflate') {
+      let ok = true;
+      for (let i = 0; i < 3; i++) {
+        for (const [data, binary] of [[DEFLATE_TEXT, false], [DEFLATE_BINARY, true]]) {
+          ws.send(data, { binary });
+          const m = await next(step);
+          ok = ok && m.isBinary === binary && (binary ? Buffer.compare(m.data, data) === 0 : m.data.toString() === data);
+        }
+      }
+      out({ step, equal: ok });
     } else if (step === 'ping') {
       ws.ping(Buffer.from('hi'));
       const m = await next(step);

@@ -22,6 +22,9 @@ from websockets.exceptions import ConnectionClosed
 
 TEXT = "hello interop \u2713"
 BIG = bytes((i * 7 + 3) % 251 for i in range(1 << 20))
+DEFLATE_TEXT = "".join('{"id":%d,"name":"player%d","x":%d,"y":%d},' % (i, i, i * 37 % 1000, i * 91 % 1000)
+                       for i in range(100))
+DEFLATE_BINARY = bytes((i // 16) % 7 for i in range(100000))
 
 
 def out(obj):
@@ -38,6 +41,7 @@ async def run_server(args):
             "path": ws.request.path,
             "headers": {k.lower(): v for k, v in ws.request.headers.raw_items()},
             "protocol": ws.subprotocol,
+            "extensions": ws.response.headers.get("Sec-WebSocket-Extensions"),
         })
         try:
             async for msg in ws:
@@ -66,7 +70,8 @@ async def run_client(args):
         headers[name.strip()] = value.strip()
     async with connect(args.url, subprotocols=protocols, additional_headers=headers,
                        max_size=None, ping_interval=None, open_timeout=5) as ws:
-        out({"event": "open", "protocol": ws.subprotocol})
+        out({"event": "open", "protocol": ws.subprotocol,
+             "extensions": ws.response.headers.get("Sec-WebSocket-Extensions")})
         for step in args.steps.split(","):
             if step == "text":
                 await ws.send(TEXT)
@@ -79,6 +84,16 @@ async def run_client(args):
                 got = await asyncio.wait_for(ws.recv(), 30)
                 out({"step": step, "type": "text" if isinstance(got, str) else "binary",
                      "equal": got == data, "len": len(got)})
+            elif step == "deflate":
+                # Compressible messages, text and binary, several in a row (a kept
+                # window is used from the second on).
+                ok = True
+                for i in range(3):
+                    for data in (DEFLATE_TEXT, DEFLATE_BINARY):
+                        await ws.send(data)
+                        got = await asyncio.wait_for(ws.recv(), 30)
+                        ok = ok and got == data
+                out({"step": step, "equal": ok})
             elif step == "ping":
                 waiter = await ws.ping(b"hi")
                 await asyncio.wait_for(waiter, 10)

@@ -161,10 +161,19 @@ impl PeerProcess {
     /// Starts the peer's echo server (optionally supporting `protocols`); returns it and
     /// its port.
     pub fn server(peer: Peer, protocols: &str) -> (PeerProcess, u16) {
+        PeerProcess::server_with(peer, protocols, false)
+    }
+
+    /// [`server`](Self::server), accepting permessage-deflate when `deflate` (Python's
+    /// server always does; Node's `ws` only when asked).
+    pub fn server_with(peer: Peer, protocols: &str, deflate: bool) -> (PeerProcess, u16) {
         let mut cmd = peer_command(peer);
         cmd.arg("server");
         if !protocols.is_empty() {
             cmd.args(["--protocols", protocols]);
+        }
+        if deflate && peer == Peer::Node {
+            cmd.args(["--deflate", "1"]);
         }
         let mut p = PeerProcess::spawn(cmd);
         let ev = p.expect_event("listening", Duration::from_secs(20));
@@ -280,6 +289,33 @@ pub enum Case {
     Subprotocol,
     /// Extra request headers reach the server.
     Headers,
+    /// permessage-deflate negotiated (RFC 7692): compressible text and binary
+    /// messages, three of each, echoed; both sides compressed every one of them.
+    Compressed,
+}
+
+/// The compressible text message of the `Compressed` case (as in the peers).
+pub fn deflate_text() -> String {
+    (0..100)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"name\":\"player{i}\",\"x\":{},\"y\":{}}},",
+                i * 37 % 1000,
+                i * 91 % 1000
+            )
+        })
+        .collect()
+}
+
+/// The compressible binary message of the `Compressed` case (as in the peers).
+pub fn deflate_binary() -> Vec<u8> {
+    (0..100_000usize).map(|i| ((i / 16) % 7) as u8).collect()
+}
+
+/// Our configuration for the `Compressed` case: permessage-deflate with the defaults.
+fn deflate_config(mut config: Config) -> Config {
+    config.permessage_deflate = Some(wsmp_core::DeflateConfig::default());
+    config
 }
 
 // ----- our client ↔ their server ------------------------------------------------
@@ -287,7 +323,7 @@ pub enum Case {
 /// Our tokio client against the peer's echo server.
 pub async fn our_client(peer: Peer, case: Case) {
     let protocols = if case == Case::Subprotocol { "b" } else { "" };
-    let (mut server, port) = PeerProcess::server(peer, protocols);
+    let (mut server, port) = PeerProcess::server_with(peer, protocols, case == Case::Compressed);
     let url = format!("ws://127.0.0.1:{port}/game?x=1");
     let mut config = big_config();
     if case == Case::Subprotocol {
@@ -295,6 +331,9 @@ pub async fn our_client(peer: Peer, case: Case) {
     }
     if case == Case::Headers {
         config.handshake_headers = vec!["X-Token: abc".into()];
+    }
+    if case == Case::Compressed {
+        config = deflate_config(config);
     }
     let options = wsmp_tokio::ClientOptions {
         config: config.clone(),
@@ -305,8 +344,12 @@ pub async fn our_client(peer: Peer, case: Case) {
         .expect("connect to the peer");
     let request = server.expect_event("request", Duration::from_secs(10));
     assert_eq!(request["path"], "/game?x=1");
-    // spec/websocket-peer.md §2.5: no Origin, User-Agent or Sec-WebSocket-Extensions.
+    // spec/websocket-peer.md §2.5: no Origin, User-Agent or Sec-WebSocket-Extensions
+    // (unless permessage-deflate is configured).
     for absent in ["origin", "user-agent", "sec-websocket-extensions"] {
+        if case == Case::Compressed && absent == "sec-websocket-extensions" {
+            continue;
+        }
         assert!(
             request["headers"].get(absent).is_none(),
             "{absent} sent: {request}"
@@ -397,6 +440,28 @@ pub async fn our_client(peer: Peer, case: Case) {
         Case::Headers => {
             assert_eq!(request["headers"]["x-token"], "abc");
         }
+        Case::Compressed => {
+            let offer = request["headers"]["sec-websocket-extensions"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(offer.starts_with("permessage-deflate"), "{request}");
+            let answer = request["extensions"].as_str().unwrap_or_default();
+            assert!(answer.starts_with("permessage-deflate"), "{request}");
+            assert!(ws.permessage_deflate().is_some(), "answer {answer}");
+            for _ in 0..3 {
+                ws.send(deflate_text()).await.expect("send");
+                assert_eq!(
+                    recv(&mut ws, timeout).await,
+                    Some(Message::Text(deflate_text()))
+                );
+                ws.send(deflate_binary()).await.expect("send");
+                assert_eq!(
+                    recv(&mut ws, timeout).await,
+                    Some(Message::Binary(Bytes::from(deflate_binary())))
+                );
+            }
+            assert_eq!(ws.compressed_messages(), (6, 6), "answer {answer}");
+        }
     }
     // Every case ends with a clean 1000 close started by us.
     let info = tokio::time::timeout(timeout, ws.close(CloseCode::NORMAL, "done"))
@@ -432,6 +497,10 @@ pub struct ServerSide {
     pub protocol: Option<String>,
     /// How the connection ended.
     pub close: Option<CloseInfo>,
+    /// permessage-deflate parameters, if negotiated.
+    pub deflate: Option<wsmp_core::DeflateParams>,
+    /// Messages (received, sent) compressed.
+    pub compressed: (u64, u64),
 }
 
 /// Accepts one connection with our tokio server and echoes until it ends; a text
@@ -453,6 +522,7 @@ pub async fn our_server_once(listener: tokio::net::TcpListener, config: Config) 
         .await
         .expect("server handshake");
     let protocol = ws.protocol();
+    let deflate = ws.permessage_deflate();
     while let Some(m) = ws.recv().await {
         if let Message::Text(t) = &m {
             if let Some(rest) = t.strip_prefix("close:") {
@@ -469,6 +539,8 @@ pub async fn our_server_once(listener: tokio::net::TcpListener, config: Config) 
         request,
         protocol,
         close: ws.close_info(),
+        deflate,
+        compressed: ws.compressed_messages(),
     }
 }
 
@@ -497,6 +569,7 @@ pub fn our_std_server_once(listener: std::net::TcpListener, config: Config) -> S
     };
     let mut ws = wsmp_std::accept(sock, &options).expect("server handshake");
     let protocol = ws.protocol().map(str::to_owned);
+    let deflate = ws.connection().permessage_deflate();
     let close = loop {
         match ws.recv() {
             Ok(m) => {
@@ -517,7 +590,9 @@ pub fn our_std_server_once(listener: std::net::TcpListener, config: Config) -> S
     ServerSide {
         request: None,
         protocol,
+        compressed: ws.connection().compressed_messages(),
         close,
+        deflate,
     }
 }
 
@@ -528,6 +603,9 @@ pub async fn their_client_on(peer: Peer, case: Case, which: OurServer) {
     let mut config = big_config();
     if case == Case::Subprotocol {
         config.supported_protocols = vec!["b".into()];
+    }
+    if case == Case::Compressed {
+        config = deflate_config(config);
     }
     let server = match which {
         OurServer::Tokio => {
@@ -549,6 +627,7 @@ pub async fn their_client_on(peer: Peer, case: Case, which: OurServer) {
         Case::Binary => "binary,",
         Case::Big => "big,",
         Case::Ping => "ping,",
+        Case::Compressed => "deflate,",
         Case::Text | Case::Subprotocol | Case::Headers => "text,",
         Case::CloseByClient(..) | Case::CloseByServer(..) => "",
     };
@@ -612,6 +691,13 @@ pub async fn their_client_on(peer: Peer, case: Case, which: OurServer) {
             assert_eq!(req.header("x-extra"), Some("42"));
             assert_eq!(req.path, "/game?x=1");
         }
+        Case::Compressed => {
+            assert_eq!(step("deflate")["equal"], true);
+            let answer = open["extensions"].as_str().unwrap_or_default();
+            assert!(answer.starts_with("permessage-deflate"), "{open}");
+            assert!(side.deflate.is_some());
+            assert_eq!(side.compressed, (6, 6), "answer {answer}");
+        }
         Case::CloseByClient(..) | Case::CloseByServer(..) => {}
     }
     let (code, reason, cause) = match case {
@@ -649,6 +735,7 @@ macro_rules! interop_tests {
             close_by_server_4001 => $crate::Case::CloseByServer(4001, "custom reason"),
             subprotocol => $crate::Case::Subprotocol,
             headers => $crate::Case::Headers,
+            compressed => $crate::Case::Compressed,
         );
     };
     (@each $peer:expr; $($name:ident => $case:expr,)*) => {
@@ -680,6 +767,7 @@ macro_rules! interop_tests {
                 close_by_client_4001 => $crate::Case::CloseByClient(4001, "custom"),
                 close_by_server_4001 => $crate::Case::CloseByServer(4001, "custom reason"),
                 subprotocol => $crate::Case::Subprotocol,
+                compressed => $crate::Case::Compressed,
             );
         }
     };

@@ -52,7 +52,8 @@ pub use error::{Direction, Error, PeerError};
 pub use peer::{MultiplayerPeer, Packet};
 
 pub use wsmp_core::{
-    CloseCode, Config, ConnectionStatus, HostEvent, Message, MessageKind, PeerId, Target,
+    CloseCode, Config, ConnectionStatus, DeflateConfig, HostEvent, Message, MessageKind, PeerId,
+    Target,
 };
 pub use wsmp_tls::{TlsClientOptions, TlsError, TlsServerOptions};
 

@@ -66,4 +66,4 @@ pub use wsmp_core::host::{
     ConnectionStatus, Host, HostEvent, HostSendError, PeerId, SendReport, Target,
 };
 pub use wsmp_core::Timestamp;
-pub use wsmp_core::{CloseCode, Config};
+pub use wsmp_core::{CloseCode, Config, DeflateConfig};

@@ -484,6 +484,17 @@ impl WebSocket {
             .map(str::to_owned)
     }
 
+    /// The permessage-deflate parameters in force, if it was negotiated
+    /// (`Config::permessage_deflate`, RFC 7692).
+    pub fn permessage_deflate(&self) -> Option<wsmp_core::DeflateParams> {
+        self.shared.lock().conn.permessage_deflate()
+    }
+
+    /// Messages (received, sent) compressed with permessage-deflate so far.
+    pub fn compressed_messages(&self) -> (u64, u64) {
+        self.shared.lock().conn.compressed_messages()
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.shared.sock.peer_addr()

@@ -5,9 +5,17 @@
 //! has to be held whole in the adapter's read buffer, invalid UTF-8 fails as
 //! soon as it is seen, and a frame's length is checked against the limit from
 //! its header before any of its payload is buffered.
+//!
+//! A compressed message (RSV1 on its first frame, RFC 7692 §6) is inflated
+//! as its bytes arrive, in steps that never produce more than the limits
+//! allow: its inflated size is checked while inflating (1009 as soon as it
+//! passes `inbound_buffer_size`), and the compressed bytes are never held.
 
+#[cfg(feature = "deflate")]
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use super::PoolRef;
 use crate::frame::{
     apply_mask, CloseCode, FrameHeader, HeaderError, OpCode, Utf8Validator, MAX_HEADER_LEN,
 };
@@ -72,6 +80,9 @@ pub(crate) struct Budget {
     pub(crate) expect_masked: bool,
 }
 
+/// RSV1 (the "Per-Message Compressed" bit of RFC 7692 §6) in `FrameHeader::rsv`.
+pub(crate) const RSV1: u8 = 0b100;
+
 #[derive(Debug)]
 struct FrameState {
     opcode: OpCode,
@@ -86,6 +97,29 @@ struct MessageState {
     kind: MessageKind,
     buf: Vec<u8>,
     utf8: Utf8Validator,
+    /// RSV1 was set on the first frame: the payload is DEFLATE data.
+    compressed: bool,
+    /// Bytes of the `00 00 ff ff` tail already fed to the inflater.
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    tail: u8,
+    /// The last inflate step filled its output: the inflater may hold more.
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    pending: bool,
+}
+
+/// The decompressor side of permessage-deflate, once negotiated.
+#[derive(Debug, Default)]
+struct Inflate {
+    /// RSV1 may be set (permessage-deflate was negotiated).
+    enabled: bool,
+    /// Keep the decompressor between messages (the peer uses context
+    /// takeover, RFC 7692 §7.1.1); otherwise it goes back to the pool (or
+    /// is freed) after each message.
+    keep: bool,
+    #[cfg(feature = "deflate")]
+    dec: Option<Box<crate::deflate::Decompressor>>,
+    /// Compressed messages received.
+    messages: u64,
 }
 
 /// Incremental reader state.
@@ -97,6 +131,7 @@ pub(crate) struct Reader {
     message: Option<MessageState>,
     control: [u8; 125],
     control_len: u8,
+    inflate: Inflate,
 }
 
 impl Default for Reader {
@@ -108,6 +143,7 @@ impl Default for Reader {
             message: None,
             control: [0; 125],
             control_len: 0,
+            inflate: Inflate::default(),
         }
     }
 }
@@ -123,13 +159,36 @@ impl Reader {
         self.message.as_ref().map_or(0, |m| m.buf.capacity())
     }
 
-    /// Drops any partial state (after a failure or close).
-    pub(crate) fn reset(&mut self) {
-        *self = Reader::default();
+    /// permessage-deflate was negotiated: RSV1 marks compressed messages;
+    /// `keep` the decompressor between messages when the peer uses context
+    /// takeover.
+    pub(crate) fn enable_inflate(&mut self, keep: bool) {
+        self.inflate.enabled = true;
+        self.inflate.keep = keep;
     }
 
-    /// Reads at most one unit from `input`.
-    pub(crate) fn step(&mut self, input: &[u8], budget: Budget) -> Step {
+    /// Compressed messages received so far.
+    pub(crate) fn compressed_messages(&self) -> u64 {
+        self.inflate.messages
+    }
+
+    /// True while a decompressor is held (for memory accounting).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn holds_decompressor(&self) -> bool {
+        self.inflate.dec.is_some()
+    }
+
+    /// Drops any partial state (after a failure or close), decompressor
+    /// included.
+    pub(crate) fn reset(&mut self) {
+        let messages = self.inflate.messages;
+        *self = Reader::default();
+        self.inflate.messages = messages;
+    }
+
+    /// Reads at most one unit from `input`. `pool` lends a decompressor to
+    /// a compressed message and takes it back after (no context takeover).
+    pub(crate) fn step(&mut self, input: &[u8], budget: Budget, pool: PoolRef<'_>) -> Step {
         let mut used = 0;
         if self.frame.is_none() {
             if !budget.may_start {
@@ -160,6 +219,13 @@ impl Reader {
                 return Step::Fail(code, why);
             }
         }
+        #[cfg(feature = "deflate")]
+        if self.frame.as_ref().is_some_and(|f| !f.opcode.is_control())
+            && self.message.as_ref().is_some_and(|m| m.compressed)
+        {
+            return self.read_compressed(input, used, budget, pool);
+        }
+        let _ = pool;
         self.read_payload(input, used, budget)
     }
 
@@ -168,8 +234,14 @@ impl Reader {
         h: &FrameHeader,
         budget: Budget,
     ) -> Result<(), (CloseCode, &'static str)> {
-        // RFC 6455 §5.2: RSV bits must be 0 unless an extension defines them; none is negotiated.
-        if h.rsv != 0 {
+        // RFC 6455 §5.2: RSV bits must be 0 unless a negotiated extension
+        // defines them. RFC 7692 §6: permessage-deflate defines RSV1 on the
+        // first frame of a data message only (never on control frames or
+        // continuation frames).
+        let compressed = h.rsv == RSV1
+            && self.inflate.enabled
+            && matches!(h.opcode, OpCode::Text | OpCode::Binary);
+        if h.rsv != 0 && !compressed {
             return Err((CloseCode::PROTOCOL_ERROR, "reserved bits set"));
         }
         // RFC 6455 §5.1: client frames are masked, server frames are not.
@@ -199,8 +271,10 @@ impl Reader {
         }
         if !h.opcode.is_control() {
             let so_far = self.partial_len() as u64;
-            // RFC 6455 §10.4 / spec/websocket-peer.md §2.7: too big → 1009, checked from the header.
-            if so_far.saturating_add(h.payload_len) > budget.max_message as u64 {
+            let inflating = compressed || self.message.as_ref().is_some_and(|m| m.compressed);
+            // RFC 6455 §10.4 / spec/websocket-peer.md §2.7: too big → 1009, checked
+            // from the header (for compressed data: while inflating, see read_compressed).
+            if !inflating && so_far.saturating_add(h.payload_len) > budget.max_message as u64 {
                 return Err((CloseCode::MESSAGE_TOO_BIG, "message too big"));
             }
             if self.message.is_none() {
@@ -213,6 +287,9 @@ impl Reader {
                     kind,
                     buf: Vec::new(),
                     utf8: Utf8Validator::new(),
+                    compressed,
+                    tail: 0,
+                    pending: false,
                 });
             }
         } else {
@@ -307,6 +384,128 @@ impl Reader {
                 Step::Complete(used, Complete::Message(msg.kind, msg.buf))
             }
         }
+    }
+}
+
+#[cfg(feature = "deflate")]
+impl Reader {
+    /// Reads the payload of a frame of a compressed message: unmasks it in
+    /// small steps, inflates each (RFC 7692 §7.2.2, with the `00 00 ff ff`
+    /// tail after the last frame), validates UTF-8 as text comes out, and
+    /// checks the inflated size against `max_message` while inflating.
+    fn read_compressed(
+        &mut self,
+        input: &[u8],
+        mut used: usize,
+        budget: Budget,
+        mut pool: PoolRef<'_>,
+    ) -> Step {
+        use crate::deflate::{Decompressor, Inflated, TAIL};
+        /// Compressed bytes unmasked and inflated per step.
+        const STEP: usize = 4096;
+
+        let (Some(frame), Some(msg)) = (self.frame.as_mut(), self.message.as_mut()) else {
+            return Step::Progress(used);
+        };
+        let dec = self
+            .inflate
+            .dec
+            .get_or_insert_with(|| match pool.as_deref_mut() {
+                Some(pool) => pool.take_decompressor(),
+                None => Box::new(Decompressor::new()),
+            });
+        let mut piece = [0u8; STEP];
+        loop {
+            let remaining = usize::try_from(frame.remaining).unwrap_or(usize::MAX);
+            let (len, from_input) = if remaining > 0 {
+                let n = remaining.min(input.len() - used).min(STEP);
+                if n == 0 {
+                    return Step::NeedMore(used);
+                }
+                piece[..n].copy_from_slice(&input[used..used + n]);
+                if let Some(key) = frame.mask {
+                    apply_mask(&mut piece[..n], key, frame.offset);
+                }
+                (n, true)
+            } else if frame.fin && usize::from(msg.tail) < TAIL.len() {
+                // RFC 7692 §7.2.2: append 00 00 ff ff to the message's payload.
+                let tail = &TAIL[usize::from(msg.tail)..];
+                piece[..tail.len()].copy_from_slice(tail);
+                (tail.len(), false)
+            } else if msg.pending {
+                (0, false)
+            } else {
+                break;
+            };
+            // The message may reach max_message (one byte more shows it is
+            // too big); unread data may leave less room for now.
+            let left = budget.max_message.saturating_sub(msg.buf.len());
+            let room = if budget.bytes >= left {
+                left.saturating_add(1)
+            } else {
+                budget.bytes
+            };
+            let start = msg.buf.len();
+            let result = dec.inflate(&piece[..len], &mut msg.buf, room);
+            // RFC 6455 §10.4: too big → 1009, as soon as the inflated size shows it.
+            if msg.buf.len() > budget.max_message {
+                return Step::Fail(CloseCode::MESSAGE_TOO_BIG, "message too big");
+            }
+            // RFC 6455 §8.1: fail fast on invalid UTF-8, on the inflated text.
+            if msg.kind == MessageKind::Text && msg.utf8.feed(&msg.buf[start..]).is_err() {
+                return Step::Fail(CloseCode::INVALID_PAYLOAD, "invalid UTF-8");
+            }
+            let (took, full) = match result {
+                Ok(Inflated::Done(n)) => (n, false),
+                Ok(Inflated::Full(n)) => (n, true),
+                Err(_) => {
+                    return Step::Fail(CloseCode::INVALID_PAYLOAD, "invalid compressed data");
+                }
+            };
+            if !full && took < len {
+                // zlib stops short of its input only when the output is full.
+                return Step::Fail(CloseCode::INVALID_PAYLOAD, "invalid compressed data");
+            }
+            if from_input {
+                used += took;
+                frame.remaining -= took as u64;
+                frame.offset += took;
+            } else {
+                msg.tail += took as u8;
+            }
+            msg.pending = full;
+            if full {
+                // Out of room until the application reads (backpressure).
+                return Step::Blocked(used);
+            }
+        }
+        let Some(frame) = self.frame.take() else {
+            return Step::Progress(used);
+        };
+        if !frame.fin {
+            return Step::Progress(used);
+        }
+        let Some(msg) = self.message.take() else {
+            return Step::Progress(used);
+        };
+        dec.end_message();
+        self.inflate.messages += 1;
+        if !self.inflate.keep {
+            // RFC 7692 §7.1.1.2: no context takeover, nothing to keep.
+            if let (Some(dec), Some(pool)) = (self.inflate.dec.take(), pool) {
+                pool.put_decompressor(dec);
+            }
+        }
+        // RFC 6455 §8.1: the whole text message must be valid UTF-8.
+        if msg.kind == MessageKind::Text && msg.utf8.finish().is_err() {
+            return Step::Fail(CloseCode::INVALID_PAYLOAD, "invalid UTF-8");
+        }
+        // Unread messages are bounded by their length: keep no spare room.
+        let mut buf = msg.buf;
+        if buf.capacity() - buf.len() > buf.len() / 8 {
+            buf.shrink_to_fit();
+        }
+        Step::Complete(used, Complete::Message(msg.kind, buf))
     }
 }
 

@@ -43,6 +43,20 @@
 //!   and `max_queued_packets` messages; control frames use at most four
 //!   fixed slots (automatic pong, ping, pong, close).
 //!
+//! # permessage-deflate (RFC 7692), feature `deflate`
+//!
+//! Negotiated when `Config::permessage_deflate` is set and (server) the
+//! client offered it. A compressed message is inflated as it arrives, its
+//! inflated size checked against `inbound_buffer_size` while inflating (1009
+//! as soon as it passes), so a small frame that would inflate to gigabytes
+//! costs the limit, not the inflated size. Messages at or above
+//! `compression_threshold` bytes are sent compressed when that makes them
+//! smaller. Memory per connection on top of the buffers above: a
+//! decompressor (about 47.5 KB) while the peer uses context takeover, a
+//! compressor (about 250–380 KB with a 9–15 bit window) while we do; with
+//! `no_context_takeover` in a direction, nothing is held between messages
+//! for it (see [`buffered_memory`](Connection::buffered_memory)).
+//!
 //! # Closing
 //!
 //! RFC 6455 §7.1.1: the server closes the TCP connection first. A server
@@ -50,6 +64,8 @@
 //! after a completed handshake or a failure; a client waits for the server
 //! to close (or for `close_timeout`).
 
+#[cfg(feature = "deflate")]
+mod compression;
 mod inbound;
 mod outbound;
 mod types;
@@ -79,6 +95,18 @@ pub use types::{
 
 use inbound::{Budget, Complete, Reader, Step};
 use outbound::{close_frame, control_frame, Class, Outbound};
+
+#[cfg(feature = "deflate")]
+pub(crate) use crate::deflate::DeflatePool;
+
+/// Without the `deflate` feature there is nothing to pool.
+#[cfg(not(feature = "deflate"))]
+#[derive(Debug, Default)]
+pub(crate) struct DeflatePool;
+
+/// Compressors and decompressors a host lends to its connections for one
+/// message (no context takeover), or `None`: make and free them.
+pub(crate) type PoolRef<'a> = Option<&'a mut DeflatePool>;
 
 /// Whether a server shows each request to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +142,8 @@ struct PendingUpgrade {
     accept: handshake::Accept,
     offered: Vec<String>,
     is_upgrade: bool,
+    /// Our answer to the client's permessage-deflate offers, if any.
+    deflate: Option<handshake::DeflateAnswer>,
 }
 
 /// One WebSocket connection. See the [module docs](self) for the contract.
@@ -144,6 +174,12 @@ pub struct Connection {
     closed_emitted: bool,
     rng: Option<Rng>,
     protocol: Option<String>,
+    /// The permessage-deflate parameters in force, once open.
+    permessage_deflate: Option<handshake::DeflateParams>,
+    /// Messages sent compressed.
+    compressed_sent: u64,
+    #[cfg(feature = "deflate")]
+    deflater: Option<Box<compression::Deflater>>,
     handshake_deadline: Timestamp,
     close_deadline: Timestamp,
     next_ping: Timestamp,
@@ -189,8 +225,15 @@ impl Connection {
             .map(String::as_str)
             .collect();
         let mut request = alloc::vec![0u8; config.max_handshake_size.max(4096)];
-        let len = handshake::write_request(&parsed, &key, &protocols, &headers, &mut request)
-            .map_err(|_| ClientError::RequestTooLarge)?;
+        let len = handshake::write_request_with(
+            &parsed,
+            &key,
+            &protocols,
+            config.permessage_deflate.as_ref(),
+            &headers,
+            &mut request,
+        )
+        .map_err(|_| ClientError::RequestTooLarge)?;
         request.truncate(len);
         let mut conn = Connection::new(config, Role::Client, now, Admission::Automatic);
         conn.rng = Some(rng);
@@ -243,6 +286,10 @@ impl Connection {
             closed_emitted: false,
             rng: None,
             protocol: None,
+            permessage_deflate: None,
+            compressed_sent: 0,
+            #[cfg(feature = "deflate")]
+            deflater: None,
             handshake_deadline,
             close_deadline: Timestamp::MAX,
             next_ping: Timestamp::MAX,
@@ -270,6 +317,17 @@ impl Connection {
     /// The negotiated sub-protocol, once open.
     pub fn selected_protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters in force, once open, if it was
+    /// negotiated (RFC 7692 §7.1).
+    pub fn permessage_deflate(&self) -> Option<handshake::DeflateParams> {
+        self.permessage_deflate
+    }
+
+    /// Messages (received, sent) compressed with permessage-deflate so far.
+    pub fn compressed_messages(&self) -> (u64, u64) {
+        (self.reader.compressed_messages(), self.compressed_sent)
     }
 
     /// How the connection ended (or is ending), once known.
@@ -322,12 +380,28 @@ impl Connection {
     }
 
     /// Memory held by this connection's buffers, in bytes (approximate: the
-    /// capacity of its queues and reassembly buffer, not the struct itself).
+    /// capacity of its queues and reassembly buffer, and its permessage-deflate
+    /// compressor and decompressor while it holds them; not the struct itself).
     pub fn buffered_memory(&self) -> usize {
         self.reader.partial_capacity()
             + self.unread_bytes
             + self.out.pending_bytes()
             + self.opening.as_ref().map_or(0, |o| o.buf.capacity())
+            + self.deflate_memory()
+    }
+
+    fn deflate_memory(&self) -> usize {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflater.as_ref().map_or(0, |d| d.memory())
+                + if self.reader.holds_decompressor() {
+                    compression::DECOMPRESSOR_BYTES
+                } else {
+                    0
+                }
+        }
+        #[cfg(not(feature = "deflate"))]
+        0
     }
 
     // ----- input --------------------------------------------------------
@@ -335,6 +409,17 @@ impl Connection {
     /// Feeds bytes read from the socket; returns how many were consumed
     /// (see the [contract](self)).
     pub fn handle_input(&mut self, now: Timestamp, input: &[u8]) -> usize {
+        self.handle_input_with(now, input, None)
+    }
+
+    /// [`handle_input`](Self::handle_input) with a pool that lends a
+    /// decompressor to each compressed message (a host's).
+    pub(crate) fn handle_input_with(
+        &mut self,
+        now: Timestamp,
+        input: &[u8],
+        mut pool: PoolRef<'_>,
+    ) -> usize {
         let now = self.clock.observe(now);
         let mut pos = 0;
         while pos < input.len() {
@@ -347,7 +432,7 @@ impl Connection {
                     pos += n;
                 }
                 State::Open | State::Closing if !self.input_closed => {
-                    let (n, more) = self.read_frames(now, &input[pos..]);
+                    let (n, more) = self.read_frames(now, &input[pos..], pool.as_deref_mut());
                     pos += n;
                     if !more {
                         break;
@@ -444,6 +529,18 @@ impl Connection {
         kind: MessageKind,
         payload: Bytes,
     ) -> Result<(), SendError> {
+        self.send_with(now, kind, payload, None)
+    }
+
+    /// [`send`](Self::send) with a pool that lends a compressor when this
+    /// connection keeps none (a host's).
+    pub(crate) fn send_with(
+        &mut self,
+        now: Timestamp,
+        kind: MessageKind,
+        payload: Bytes,
+        pool: PoolRef<'_>,
+    ) -> Result<(), SendError> {
         let _ = self.clock.observe(now);
         if let Err(kind) = self.check_send(payload.len()) {
             return Err(SendError { kind, payload });
@@ -452,22 +549,89 @@ impl Connection {
             MessageKind::Text => OpCode::Text,
             MessageKind::Binary => OpCode::Binary,
         };
-        let frame = match self.mask_key() {
+        let key = self.mask_key();
+        // RFC 7692 §6.1: a compressed message has RSV1 on its (only) frame.
+        if let Some(frame) = self.compressed_frame(opcode, &payload, key, pool) {
+            self.compressed_sent += 1;
+            self.out.push_back(frame, Class::Data);
+            return Ok(());
+        }
+        let frame = match key {
             Some(key) => SharedFrame::masked(opcode, &payload, key),
-            None => SharedFrame::unmasked(opcode, payload),
+            None => SharedFrame::plain(opcode, payload),
         };
         self.out.push_back(frame, Class::Data);
         Ok(())
     }
 
+    /// The message compressed into one frame, when permessage-deflate is in
+    /// force, the message reaches the threshold and it gets smaller.
+    #[allow(unused_variables)]
+    fn compressed_frame(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        key: Option<[u8; 4]>,
+        pool: PoolRef<'_>,
+    ) -> Option<SharedFrame> {
+        #[cfg(feature = "deflate")]
+        {
+            let deflater = self.deflater.as_mut().filter(|d| d.wants(payload.len()))?;
+            let z = deflater.compress(payload, pool)?;
+            Some(match key {
+                Some(key) => SharedFrame::masked_rsv(opcode, inbound::RSV1, &z, key),
+                None => SharedFrame::compressed(opcode, z),
+            })
+        }
+        #[cfg(not(feature = "deflate"))]
+        None
+    }
+
     /// Queues a frame encoded once for many server connections (a
-    /// broadcast): the bytes are shared, not copied.
+    /// broadcast): the bytes are shared, not copied. With permessage-deflate
+    /// in force, a frame made by [`SharedFrame::unmasked`] goes out
+    /// compressed when that pays: with `server_no_context_takeover` as the
+    /// frame's shared variant for our window (compressed once for every
+    /// such receiver), otherwise compressed by this connection.
     pub fn send_frame(&mut self, frame: &SharedFrame) -> Result<(), SendErrorKind> {
+        self.send_frame_with(frame, None)
+    }
+
+    /// [`send_frame`](Self::send_frame) with a pool that lends a compressor
+    /// (a host's).
+    #[allow(unused_mut, unused_variables)]
+    pub(crate) fn send_frame_with(
+        &mut self,
+        frame: &SharedFrame,
+        pool: PoolRef<'_>,
+    ) -> Result<(), SendErrorKind> {
         if self.role == Role::Client {
             return Err(SendErrorKind::WrongRole);
         }
         self.check_send(frame.payload_len())?;
-        self.out.push_back(frame.clone(), Class::Data);
+        let mut out = None;
+        #[cfg(feature = "deflate")]
+        if let (Some(deflater), Some((opcode, payload))) = (self.deflater.as_mut(), frame.message())
+        {
+            if deflater.wants(payload.len()) {
+                out = if deflater.takeover() {
+                    deflater
+                        .compress(payload, pool)
+                        .map(|z| SharedFrame::compressed(opcode, z))
+                } else {
+                    let d = &**deflater;
+                    frame.compressed_variant(d.window_bits(), |p| d.compress_fresh(p, pool))
+                };
+            }
+        }
+        let frame = match out {
+            Some(compressed) => {
+                self.compressed_sent += 1;
+                compressed
+            }
+            None => frame.clone(),
+        };
+        self.out.push_back(frame, Class::Data);
         Ok(())
     }
 
@@ -608,9 +772,11 @@ impl Connection {
             .collect();
         headers.extend(options.headers.iter().map(String::as_str));
         let mut response = alloc::vec![0u8; 4096];
-        let len = handshake::write_accept_response(
+        let deflate = pending.deflate;
+        let len = handshake::write_accept_response_with(
             &pending.accept,
             protocol.as_deref(),
+            deflate.as_ref(),
             &headers,
             &mut response,
         )
@@ -618,7 +784,7 @@ impl Connection {
         response.truncate(len);
         self.out
             .push_back(SharedFrame::raw(Bytes::from(response)), Class::Http);
-        self.open(now, protocol);
+        self.open(now, protocol, deflate.map(|a| a.params));
         Ok(())
     }
 
@@ -753,10 +919,16 @@ impl Connection {
     }
 
     /// Reads frames; returns (consumed, keep going).
-    fn read_frames(&mut self, now: Timestamp, input: &[u8]) -> (usize, bool) {
+    fn read_frames(
+        &mut self,
+        now: Timestamp,
+        input: &[u8],
+        mut pool: PoolRef<'_>,
+    ) -> (usize, bool) {
         let mut pos = 0;
         while pos < input.len() && !self.input_closed {
-            match self.reader.step(&input[pos..], self.budget()) {
+            let budget = self.budget();
+            match self.reader.step(&input[pos..], budget, pool.as_deref_mut()) {
                 Step::Progress(n) => pos += n,
                 Step::NeedMore(n) => return (pos + n, false),
                 Step::Blocked(n) => {
@@ -944,10 +1116,32 @@ impl Connection {
         self.finish();
     }
 
-    fn open(&mut self, now: Timestamp, protocol: Option<String>) {
+    fn open(
+        &mut self,
+        now: Timestamp,
+        protocol: Option<String>,
+        deflate: Option<handshake::DeflateParams>,
+    ) {
         self.opening = None;
         self.state = State::Open;
         self.protocol.clone_from(&protocol);
+        if let (Some(params), Some(config)) = (deflate, self.config.permessage_deflate) {
+            self.permessage_deflate = Some(params);
+            // RFC 7692 §7.1.1: the peer keeps its history unless told not to.
+            let peer_takeover = match self.role {
+                Role::Server => !params.client_no_context_takeover,
+                Role::Client => !params.server_no_context_takeover,
+            };
+            self.reader.enable_inflate(peer_takeover);
+            #[cfg(feature = "deflate")]
+            {
+                self.deflater = Some(Box::new(compression::Deflater::new(
+                    self.role, &params, &config,
+                )));
+            }
+            #[cfg(not(feature = "deflate"))]
+            let _ = config;
+        }
         if let Some(interval) = self.config.heartbeat_interval {
             if !interval.is_zero() {
                 self.next_ping = now.saturating_add(interval);
@@ -1011,15 +1205,16 @@ impl Connection {
             .iter()
             .map(String::as_str)
             .collect();
-        match handshake::parse_response(
+        match handshake::parse_response_with(
             &opening.buf,
             &opening.accept,
             &offered,
+            self.config.permessage_deflate.as_ref(),
             self.config.max_handshake_size,
         ) {
             Ok(Some(response)) => {
                 let protocol = response.protocol.map(ToString::to_string);
-                self.open(now, protocol);
+                self.open(now, protocol, response.permessage_deflate);
             }
             Ok(None) => self.opening_failed(now, HandshakeError::Malformed),
             Err(e) => self.opening_failed(now, e),
@@ -1030,7 +1225,7 @@ impl Connection {
         let Some(mut opening) = self.opening.take() else {
             return;
         };
-        let result = read_request(&opening.buf, self.config.max_handshake_size);
+        let result = read_request(&opening.buf, &self.config);
         opening.buf = Vec::new();
         let admission = opening.admission;
         let (request, pending) = match result {
@@ -1081,7 +1276,8 @@ impl Connection {
 
 /// Parses a complete request head into the owned form shown to the
 /// application and what `accept` needs (RFC 6455 §4.2.1).
-fn read_request(buf: &[u8], max: usize) -> Result<(Request, PendingUpgrade), HandshakeError> {
+fn read_request(buf: &[u8], config: &Config) -> Result<(Request, PendingUpgrade), HandshakeError> {
+    let max = config.max_handshake_size;
     let request = handshake::parse_request(buf, max)?.ok_or(HandshakeError::Malformed)?;
     let upgrade = if request.is_upgrade() {
         Some(handshake::validate_upgrade(&request)?)
@@ -1109,12 +1305,20 @@ fn read_request(buf: &[u8], max: usize) -> Result<(Request, PendingUpgrade), Han
         is_upgrade: upgrade.is_some(),
     };
     let accept = upgrade.map_or([0; 28], |u| handshake::accept_key(u.key));
+    // RFC 7692 §5: answer the client's permessage-deflate offers, if we may.
+    let deflate = match (&upgrade, &config.permessage_deflate) {
+        (Some(_), Some(ours)) => {
+            handshake::deflate::negotiate(request.headers_named("sec-websocket-extensions"), ours)
+        }
+        _ => None,
+    };
     Ok((
         owned,
         PendingUpgrade {
             accept,
             offered,
             is_upgrade: upgrade.is_some(),
+            deflate,
         },
     ))
 }

@@ -8,11 +8,21 @@
 //! A frame is a small inline part (the header, plus the whole payload when it
 //! is short) and an optional shared [`Bytes`] body: one encoded broadcast
 //! frame can sit in many queues without being copied.
+//!
+//! With permessage-deflate, a broadcast frame also carries its compressed
+//! variants, one per server window size, each computed once on first use
+//! (by whichever connection or host needs it first, on any thread) and then
+//! shared like the plain frame (RFC 7692 §7.1.1.1: with
+//! `server_no_context_takeover` the compressed bytes depend on the message
+//! and the window only).
 
 use alloc::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::frame::{CloseCode, FrameHeader, OpCode, MAX_HEADER_LEN};
+
+#[cfg(feature = "deflate")]
+use alloc::{boxed::Box, sync::Arc};
 
 /// Bytes kept inline: a header plus a short payload (a 16-byte message with
 /// its 2-byte header, or a masked one with its 6-byte header, fits). Small
@@ -57,21 +67,58 @@ impl Class {
 }
 
 /// An encoded frame, possibly sharing its body with other queues.
+///
+/// Cheap to clone (a reference count or two), `Send + Sync`: one frame made
+/// with [`unmasked`](Self::unmasked) can be queued to peers of several hosts
+/// on several threads. Sent to a connection that negotiated
+/// permessage-deflate, it goes out compressed when that pays: with
+/// `server_no_context_takeover` as a compressed variant made once per window
+/// size and shared by every such receiver, with context takeover compressed
+/// by that connection.
 #[derive(Debug, Clone)]
 pub struct SharedFrame {
     inline: [u8; INLINE_CAP],
     inline_len: u8,
     body: Bytes,
     payload_len: usize,
+    #[cfg(feature = "deflate")]
+    variants: Option<Arc<Variants>>,
+}
+
+/// The compressed forms of a broadcast message (feature `deflate`).
+#[cfg(feature = "deflate")]
+pub(crate) struct Variants {
+    opcode: OpCode,
+    /// The uncompressed payload.
+    payload: Bytes,
+    /// Index: server window bits − 9 (9..=15). `None` inside: compressing
+    /// does not make it smaller, send the plain frame.
+    compressed: [once_cell::race::OnceBox<Option<SharedFrame>>; 7],
+}
+
+#[cfg(feature = "deflate")]
+impl core::fmt::Debug for Variants {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let made = self.compressed.iter().filter(|c| c.get().is_some()).count();
+        f.debug_struct("Variants")
+            .field("payload_len", &self.payload.len())
+            .field("made", &made)
+            .finish()
+    }
 }
 
 impl SharedFrame {
-    /// A single-frame message header (FIN set, no RSV bits, minimal length
-    /// form: RFC 6455 §5.2) written into a fresh inline buffer.
-    fn with_header(opcode: OpCode, mask: Option<[u8; 4]>, payload_len: usize) -> SharedFrame {
+    /// A single-frame message header (FIN set, RSV bits `rsv`, minimal
+    /// length form: RFC 6455 §5.2) written into a fresh inline buffer.
+    fn with_header(
+        opcode: OpCode,
+        rsv: u8,
+        mask: Option<[u8; 4]>,
+        payload_len: usize,
+    ) -> SharedFrame {
         let header = FrameHeader {
             fin: true,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload_len as u64,
@@ -85,6 +132,8 @@ impl SharedFrame {
             inline_len: head_len as u8,
             body: Bytes::new(),
             payload_len,
+            #[cfg(feature = "deflate")]
+            variants: None,
         }
     }
 
@@ -106,9 +155,36 @@ impl SharedFrame {
     }
 
     /// Encodes an unmasked (server) frame around `payload` without copying
-    /// it when it is large. RFC 6455 §5.1: a server never masks.
+    /// it when it is large. RFC 6455 §5.1: a server never masks. With the
+    /// `deflate` feature, a data frame keeps the payload for its compressed
+    /// variants (made only if a receiver negotiated permessage-deflate).
     pub fn unmasked(opcode: OpCode, payload: Bytes) -> SharedFrame {
-        let mut frame = SharedFrame::with_header(opcode, None, payload.len());
+        #[cfg(feature = "deflate")]
+        let variants = (matches!(opcode, OpCode::Text | OpCode::Binary) && !payload.is_empty())
+            .then(|| {
+                Arc::new(Variants {
+                    opcode,
+                    payload: payload.clone(),
+                    compressed: Default::default(),
+                })
+            });
+        #[allow(unused_mut)]
+        let mut frame = SharedFrame::plain(opcode, payload);
+        #[cfg(feature = "deflate")]
+        {
+            frame.variants = variants;
+        }
+        frame
+    }
+
+    /// An unmasked frame around `payload`, without compressed variants.
+    pub(crate) fn plain(opcode: OpCode, payload: Bytes) -> SharedFrame {
+        SharedFrame::plain_rsv(opcode, 0, payload)
+    }
+
+    /// An unmasked frame with RSV bits `rsv` (RSV1: compressed, RFC 7692 §6).
+    fn plain_rsv(opcode: OpCode, rsv: u8, payload: Bytes) -> SharedFrame {
+        let mut frame = SharedFrame::with_header(opcode, rsv, None, payload.len());
         if payload.len() <= frame.inline_room() {
             frame.push_inline(&payload, None);
         } else {
@@ -119,8 +195,9 @@ impl SharedFrame {
 
     /// Encodes an unmasked frame from a borrowed payload: short payloads are
     /// kept inline (no allocation), longer ones copied once into a body.
+    /// Such a frame is always sent uncompressed.
     pub fn unmasked_slice(opcode: OpCode, payload: &[u8]) -> SharedFrame {
-        let mut frame = SharedFrame::with_header(opcode, None, payload.len());
+        let mut frame = SharedFrame::with_header(opcode, 0, None, payload.len());
         if payload.len() <= frame.inline_room() {
             frame.push_inline(payload, None);
         } else {
@@ -132,7 +209,12 @@ impl SharedFrame {
     /// Encodes a masked (client) frame: the payload is copied while masked.
     /// RFC 6455 §5.3: a fresh key per frame.
     pub(crate) fn masked(opcode: OpCode, payload: &[u8], key: [u8; 4]) -> SharedFrame {
-        let mut frame = SharedFrame::with_header(opcode, Some(key), payload.len());
+        SharedFrame::masked_rsv(opcode, 0, payload, key)
+    }
+
+    /// [`masked`](Self::masked) with RSV bits `rsv` (RSV1: compressed).
+    pub(crate) fn masked_rsv(opcode: OpCode, rsv: u8, payload: &[u8], key: [u8; 4]) -> SharedFrame {
+        let mut frame = SharedFrame::with_header(opcode, rsv, Some(key), payload.len());
         if payload.len() <= frame.inline_room() {
             frame.push_inline(payload, Some(key));
         } else {
@@ -150,7 +232,40 @@ impl SharedFrame {
             inline_len: 0,
             body: bytes,
             payload_len: 0,
+            #[cfg(feature = "deflate")]
+            variants: None,
         }
+    }
+
+    /// An unmasked compressed data frame: RSV1 set (RFC 7692 §6).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn compressed(opcode: OpCode, deflated: alloc::vec::Vec<u8>) -> SharedFrame {
+        SharedFrame::plain_rsv(opcode, super::inbound::RSV1, Bytes::from(deflated))
+    }
+
+    /// The uncompressed payload and opcode of a frame made by
+    /// [`unmasked`](Self::unmasked), for a connection that compresses it
+    /// with its own context.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn message(&self) -> Option<(OpCode, &Bytes)> {
+        self.variants.as_ref().map(|v| (v.opcode, &v.payload))
+    }
+
+    /// The variant compressed with a `window_bits` window and no context
+    /// (RFC 7692 §7.1.1.1), made on first use with `compress`; `None` when
+    /// this frame has no variants or compressing does not make it smaller.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn compressed_variant(
+        &self,
+        window_bits: u8,
+        compress: impl FnOnce(&[u8]) -> Option<alloc::vec::Vec<u8>>,
+    ) -> Option<SharedFrame> {
+        let v = self.variants.as_ref()?;
+        let slot = v.compressed.get(usize::from(window_bits.checked_sub(9)?))?;
+        slot.get_or_init(|| {
+            Box::new(compress(&v.payload).map(|z| SharedFrame::compressed(v.opcode, z)))
+        })
+        .clone()
     }
 
     /// Bytes on the wire.

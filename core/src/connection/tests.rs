@@ -10,6 +10,8 @@
 
 extern crate std;
 
+#[cfg(feature = "deflate")]
+mod deflate;
 pub(crate) mod harness;
 mod mirror;
 mod props;

@@ -1,6 +1,7 @@
 //! Client side: the upgrade request (spec/websocket-peer.md §2.5) and
 //! validation of the server's answer (RFC 6455 §4.1).
 
+use super::deflate::{self, DeflateConfig, DeflateParams};
 use super::url::WsUrl;
 use super::{
     header_has_token, is_header_value, is_valid_extra_header, trim, Accept, HandshakeError, Key,
@@ -24,6 +25,21 @@ pub fn write_request(
     url: &WsUrl<'_>,
     key: &Key,
     protocols: &[&str],
+    extra_headers: &[&str],
+    out: &mut [u8],
+) -> Result<usize, BufferTooSmall> {
+    write_request_with(url, key, protocols, None, extra_headers, out)
+}
+
+/// [`write_request`] with a permessage-deflate offer from `deflate`
+/// (RFC 7692 §7.1), written as `Sec-WebSocket-Extensions` right after the
+/// `Sec-WebSocket-Protocol` line. With `None` the bytes are exactly those of
+/// [`write_request`] (what a Godot engine sends, spec/websocket-peer.md §2.5).
+pub fn write_request_with(
+    url: &WsUrl<'_>,
+    key: &Key,
+    protocols: &[&str],
+    deflate: Option<&DeflateConfig>,
     extra_headers: &[&str],
     out: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
@@ -57,6 +73,12 @@ pub fn write_request(
         }
         w.put(b"\r\n")?;
     }
+    // RFC 6455 §4.1 item 11 / RFC 7692 §5: our extension offer.
+    if let Some(config) = deflate {
+        let mut value = [0u8; 160];
+        let n = deflate::write_offer(config, &mut value)?;
+        w.header("Sec-WebSocket-Extensions", value.get(..n).unwrap_or(&[]))?;
+    }
     // spec/websocket-peer.md §2.5 lines 8…: handshake_headers verbatim.
     for h in extra_headers.iter().filter(|h| is_valid_extra_header(h)) {
         w.put_str(h)?;
@@ -73,6 +95,9 @@ pub struct Response<'b> {
     pub status: u16,
     /// The sub-protocol the server selected (one of those offered), if any.
     pub protocol: Option<&'b str>,
+    /// The permessage-deflate parameters the server accepted, when we
+    /// offered it and it agreed ([`parse_response_with`]).
+    pub permessage_deflate: Option<DeflateParams>,
     /// Length of the head including the final CRLFCRLF; bytes after it are
     /// already WebSocket frames.
     pub header_len: usize,
@@ -94,6 +119,22 @@ pub fn parse_response<'b>(
     buf: &'b [u8],
     expected_accept: &Accept,
     offered: &[&str],
+    max_len: usize,
+) -> Result<Option<Response<'b>>, HandshakeError> {
+    parse_response_with(buf, expected_accept, offered, None, max_len)
+}
+
+/// [`parse_response`] after an offer of permessage-deflate made from
+/// `deflate` ([`write_request_with`]): a `Sec-WebSocket-Extensions` answer
+/// may then accept it, once, and must honour it
+/// ([`deflate::accept_response`]; otherwise
+/// [`HandshakeError::BadExtension`]). Any other extension, or a second
+/// acceptance, is [`HandshakeError::UnexpectedExtension`] (RFC 6455 §9.1).
+pub fn parse_response_with<'b>(
+    buf: &'b [u8],
+    expected_accept: &Accept,
+    offered: &[&str],
+    deflate: Option<&DeflateConfig>,
     max_len: usize,
 ) -> Result<Option<Response<'b>>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -127,6 +168,7 @@ pub fn parse_response<'b>(
     let mut accept_ok = false;
     let mut protocol: Option<&'b [u8]> = None;
     let mut protocols = 0usize;
+    let mut permessage_deflate = None;
     for h in resp.headers.iter() {
         let value = trim(h.value);
         let name = h.name;
@@ -148,9 +190,20 @@ pub fn parse_response<'b>(
             protocols += 1;
             protocol = Some(value);
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
-            // RFC 6455 §4.1 item 5: we offered no extension.
-            if !value.is_empty() {
-                return Err(HandshakeError::UnexpectedExtension);
+            for ext in deflate::extension_list(value) {
+                // RFC 6455 §4.1 item 5: only an extension we offered, once.
+                let is_ours = ext
+                    .name
+                    .eq_ignore_ascii_case(deflate::PERMESSAGE_DEFLATE.as_bytes());
+                match deflate {
+                    Some(config) if is_ours && permessage_deflate.is_none() => {
+                        permessage_deflate = Some(
+                            deflate::accept_response(&ext, config)
+                                .map_err(HandshakeError::BadExtension)?,
+                        );
+                    }
+                    _ => return Err(HandshakeError::UnexpectedExtension),
+                }
             }
         }
     }
@@ -175,6 +228,7 @@ pub fn parse_response<'b>(
     Ok(Some(Response {
         status,
         protocol,
+        permessage_deflate,
         header_len,
     }))
 }
@@ -251,6 +305,7 @@ Sec-WebSocket-Protocol: a,b,c\r\nX-One: 1\r\nX-Two: two\r\n\r\n";
             Response {
                 status: 101,
                 protocol: None,
+                permessage_deflate: None,
                 header_len: OK_RESPONSE.len()
             }
         );

@@ -8,6 +8,8 @@
 //! - [`client`]: the upgrade request and validation of the server's answer.
 //! - [`server`]: parsing and validating the upgrade request, sub-protocol
 //!   selection, the `101` answer and plain HTTP (error) answers.
+//! - [`deflate`]: `Sec-WebSocket-Extensions` lists and the permessage-deflate
+//!   negotiation (RFC 7692 §5, §7.1), both roles.
 //! - Shared here: the accept-key computation, key generation, header token
 //!   lists, the incremental end-of-head finder [`HeadScanner`] and
 //!   [`HandshakeError`].
@@ -21,13 +23,17 @@ use core::fmt;
 use sha1::{Digest, Sha1};
 
 pub mod client;
+pub mod deflate;
 pub mod server;
 pub mod url;
 
-pub use client::{parse_response, write_request, Response};
+pub use client::{
+    parse_response, parse_response_with, write_request, write_request_with, Response,
+};
+pub use deflate::{DeflateAnswer, DeflateConfig, DeflateParams};
 pub use server::{
-    parse_request, select_protocol, validate_upgrade, write_accept_response, write_http_response,
-    Request, Upgrade,
+    parse_request, select_protocol, validate_upgrade, write_accept_response,
+    write_accept_response_with, write_http_response, Request, Upgrade,
 };
 pub use url::{UrlError, WsUrl};
 
@@ -220,9 +226,12 @@ pub enum HandshakeError {
     /// for callers that insist on a protocol (Godot clients do,
     /// spec/websocket-peer.md §2.5).
     MissingProtocol,
-    /// Client: the server returned an extension we did not offer (we offer
-    /// none) (RFC 6455 §4.1, §9.1).
+    /// Client: the server returned an extension we did not offer, or
+    /// accepted one twice (RFC 6455 §4.1, §9.1).
     UnexpectedExtension,
+    /// Client: the server's permessage-deflate answer is invalid or does not
+    /// honour our offer (RFC 7692 §5: fail the connection).
+    BadExtension(deflate::ParamError),
 }
 
 impl HandshakeError {
@@ -248,7 +257,8 @@ impl HandshakeError {
             | HandshakeError::BadAccept
             | HandshakeError::UnexpectedProtocol
             | HandshakeError::MissingProtocol
-            | HandshakeError::UnexpectedExtension => 400,
+            | HandshakeError::UnexpectedExtension
+            | HandshakeError::BadExtension(_) => 400,
         }
     }
 
@@ -291,6 +301,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::UnexpectedExtension => {
                 f.write_str("server selected an extension that was not offered")
             }
+            HandshakeError::BadExtension(e) => write!(f, "server's extension answer: {e}"),
         }
     }
 }

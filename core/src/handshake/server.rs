@@ -5,6 +5,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
+use super::deflate::DeflateAnswer;
 use super::{
     header_has_token, is_header_value, is_token_byte, is_valid_extra_header, trim, Accept,
     BufferTooSmall, HandshakeError, Out, GODOT_MAX_HEAD, MAX_HEADERS,
@@ -226,6 +227,21 @@ pub fn write_accept_response(
     extra_headers: &[&str],
     out: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
+    write_accept_response_with(accept, protocol, None, extra_headers, out)
+}
+
+/// [`write_accept_response`] with the answer to a permessage-deflate offer
+/// (from [`negotiate`](super::deflate::negotiate)) written as
+/// `Sec-WebSocket-Extensions` after the `Sec-WebSocket-Protocol` line
+/// (RFC 7692 §5). With `None` the bytes are exactly those of
+/// [`write_accept_response`].
+pub fn write_accept_response_with(
+    accept: &Accept,
+    protocol: Option<&str>,
+    deflate: Option<&DeflateAnswer>,
+    extra_headers: &[&str],
+    out: &mut [u8],
+) -> Result<usize, BufferTooSmall> {
     let mut w = Out::new(out);
     // spec/websocket-peer.md §2.6 step 3 lines 1-4; RFC 6455 §4.2.2 step 5.
     w.put(b"HTTP/1.1 101 Switching Protocols\r\n")?;
@@ -238,6 +254,13 @@ pub fn write_accept_response(
         if !p.is_empty() && is_header_value(p) {
             w.header("Sec-WebSocket-Protocol", p)?;
         }
+    }
+    // RFC 6455 §4.2.2 step 5.6 / RFC 7692 §5: the accepted extension, only
+    // when the client offered it (Godot clients never do).
+    if let Some(answer) = deflate {
+        let mut value = [0u8; 160];
+        let n = answer.write_value(&mut value)?;
+        w.header("Sec-WebSocket-Extensions", value.get(..n).unwrap_or(&[]))?;
     }
     // spec/websocket-peer.md §2.6 step 3 lines 6…: handshake_headers verbatim.
     for h in extra_headers.iter().filter(|h| is_valid_extra_header(h)) {

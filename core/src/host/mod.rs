@@ -54,8 +54,9 @@ use core::net::SocketAddr;
 
 use crate::config::{Config, ConfigError};
 use crate::connection::{
-    AcceptOptions, Admission, Chunks, ClientError, CloseInfo, CommandError, Connection, Event,
-    HttpResponse, MessageKind, Request, Rng, SendErrorKind, SharedFrame, State, TransmitBatch,
+    AcceptOptions, Admission, Chunks, ClientError, CloseInfo, CommandError, Connection,
+    DeflatePool, Event, HttpResponse, MessageKind, Request, Rng, SendErrorKind, SharedFrame, State,
+    TransmitBatch,
 };
 use crate::frame::CloseCode;
 use crate::time::{Clock, Timestamp};
@@ -290,6 +291,9 @@ pub struct Host {
     rng: Option<Rng>,
     admission: Admission,
     target: Target,
+    /// Compressors and decompressors lent to peers for one message
+    /// (permessage-deflate without context takeover, shared broadcasts).
+    pool: DeflatePool,
     s: Shared,
 }
 
@@ -385,6 +389,8 @@ impl Host {
             rng,
             admission,
             target: Target::Broadcast,
+            #[allow(clippy::default_constructed_unit_structs)]
+            pool: DeflatePool::default(),
             s: Shared {
                 role,
                 config,
@@ -645,7 +651,9 @@ impl Host {
     ) -> Result<usize, UnknownPeer> {
         let now = self.s.clock.observe(now);
         let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
-        let n = peer.conn.handle_input(now, input);
+        let n = peer
+            .conn
+            .handle_input_with(now, input, Some(&mut self.pool));
         self.after(id);
         Ok(n)
     }
@@ -872,7 +880,7 @@ impl Host {
             else {
                 return Err(HostSendError::UnknownPeer(id, data));
             };
-            return match peer.conn.send(now, kind, data) {
+            return match peer.conn.send_with(now, kind, data, Some(&mut self.pool)) {
                 Ok(()) => {
                     self.after(id);
                     Ok(SendReport {
@@ -905,6 +913,13 @@ impl Host {
 
     /// Queues one pre-encoded server frame to every connected peer for
     /// which `to` is true; one failing peer never stops the others.
+    ///
+    /// The broadcast entry point: a frame made once with
+    /// [`SharedFrame::unmasked`] may be sent through several hosts, on
+    /// several threads. Peers that negotiated permessage-deflate get it
+    /// compressed when that pays (see [`Connection::send_frame`]): with
+    /// `server_no_context_takeover`, every peer with the same window shares
+    /// one compressed frame, made once.
     pub fn send_shared(
         &mut self,
         frame: &SharedFrame,
@@ -915,7 +930,7 @@ impl Host {
             if peer.phase != Phase::Connected || !to(*id) {
                 continue;
             }
-            match peer.conn.send_frame(frame) {
+            match peer.conn.send_frame_with(frame, Some(&mut self.pool)) {
                 Ok(()) => {
                     report.delivered += 1;
                     if !peer.dirty {

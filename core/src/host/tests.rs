@@ -3,6 +3,8 @@
 
 mod adopt;
 mod close_code;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod harness;
 mod lifecycle;
 mod limits;

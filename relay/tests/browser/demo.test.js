@@ -75,7 +75,15 @@ async function main() {
       check(Number.isInteger(id) && id >= 2, `${name}: bad own id ${id}`);
       check((await page.textContent("#status")) === "Connected", `${name}: status not "Connected"`);
       await page.waitForFunction(() => !document.getElementById("text").disabled);
-      log(`${name} is peer ${id}`);
+      // permessage-deflate negotiated (the relay's default --compression shared),
+      // as the page reports it from ws.extensions.
+      const ext = await page.getAttribute("#compression", "data-extensions");
+      check(
+        ext === "permessage-deflate; server_no_context_takeover",
+        `${name}: ws.extensions is ${JSON.stringify(ext)}, want permessage-deflate; server_no_context_takeover`,
+      );
+      check((await page.textContent("#compression")) === "compressed", `${name}: page does not say compressed`);
+      log(`${name} is peer ${id} (${ext})`);
       return id;
     };
 

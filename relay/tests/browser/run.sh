@@ -8,7 +8,8 @@
 # target/browser-test/ (cached; never downloads a browser). Builds and starts
 # the relay on 127.0.0.1 port 0, then runs demo.test.js, which drives three
 # pages (separate browser contexts) through join, peer list, broadcast and
-# single-peer chat, and leave. Screenshot: target/relay-demo.png (page A)
+# single-peer chat, and leave, with permessage-deflate negotiated (checked
+# from each page: ws.extensions). Screenshot: target/relay-demo.png (page A)
 # and target/relay-demo-b.png (page B).
 #
 # Environment:
