@@ -108,7 +108,8 @@ pub fn client_response(data: &[u8]) {
 /// A server `Connection` after a valid handshake, fed `data` (see [`drive`]).
 pub fn server_connection(data: &[u8]) {
     let config = fuzz_config();
-    let mut conn = Connection::server(config, Timestamp::ZERO, Admission::Automatic);
+    let mut conn =
+        Connection::server(config, Timestamp::ZERO, Admission::Automatic).expect("valid config");
     let req = b"GET /fuzz HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     assert_eq!(conn.handle_input(Timestamp::ZERO, req), req.len());

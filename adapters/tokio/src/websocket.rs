@@ -695,7 +695,8 @@ pub async fn accept(stream: TcpStream, options: ServerOptions) -> Result<WebSock
     } else {
         Admission::Automatic
     };
-    let conn = Connection::server(Arc::new(options.config.clone()), Timestamp::ZERO, admission);
+    let conn = Connection::server(Arc::new(options.config.clone()), Timestamp::ZERO, admission)
+        .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Config(e)))?;
     let tls = match &options.tls {
         Some(t) => server_tls(t)?,
         None => Tls::None,

@@ -55,7 +55,7 @@ mod outbound;
 mod types;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -148,6 +148,9 @@ pub struct Connection {
     close_deadline: Timestamp,
     next_ping: Timestamp,
     awaiting_pong: bool,
+    /// Close frames carry only codes a Godot peer accepts
+    /// ([`set_godot_safe_close`](Connection::set_godot_safe_close)).
+    godot_safe_close: bool,
 }
 
 impl core::fmt::Debug for Connection {
@@ -203,8 +206,24 @@ impl Connection {
     }
 
     /// A server connection for a socket accepted at `now` (start the timer at
-    /// TCP accept, before any TLS, as the engine does: spec §3.5).
-    pub fn server(config: Arc<Config>, now: Timestamp, admission: Admission) -> Connection {
+    /// TCP accept, before any TLS, as the engine does: spec §3.5). Fails when
+    /// `config` does not pass [`Config::validate`].
+    pub fn server(
+        config: Arc<Config>,
+        now: Timestamp,
+        admission: Admission,
+    ) -> Result<Connection, crate::config::ConfigError> {
+        config.validate()?;
+        Ok(Connection::new(config, Role::Server, now, admission))
+    }
+
+    /// [`server`](Self::server) for a configuration its owner (a
+    /// [`Host`](crate::Host)) validated already.
+    pub(crate) fn server_validated(
+        config: Arc<Config>,
+        now: Timestamp,
+        admission: Admission,
+    ) -> Connection {
         Connection::new(config, Role::Server, now, admission)
     }
 
@@ -247,6 +266,7 @@ impl Connection {
             close_deadline: Timestamp::MAX,
             next_ping: Timestamp::MAX,
             awaiting_pong: false,
+            godot_safe_close: false,
         }
     }
 
@@ -270,6 +290,22 @@ impl Connection {
     /// The negotiated sub-protocol, once open.
     pub fn selected_protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// Makes every close frame this connection sends carry a code a
+    /// Redot/Godot peer accepts: a code the engine would answer with 1002
+    /// (1012–1014, spec/websocket-peer.md §2.7) is replaced by
+    /// [`CloseCode::to_godot_safe`], the reason kept. This applies to
+    /// [`close`](Self::close) and to the echo of a peer's close frame.
+    /// A multiplayer [`Host`](crate::Host) turns it on for all its peers;
+    /// off by default (browsers and other RFC 6455 peers get any code).
+    pub fn set_godot_safe_close(&mut self, enabled: bool) {
+        self.godot_safe_close = enabled;
+    }
+
+    /// True when close codes are restricted to those a Godot peer accepts.
+    pub fn godot_safe_close(&self) -> bool {
+        self.godot_safe_close
     }
 
     /// How the connection ended (or is ending), once known.
@@ -472,12 +508,14 @@ impl Connection {
         if self.state != State::Open || self.close_queued {
             return Err(SendErrorKind::NotOpen);
         }
-        // spec/websocket-peer.md §2.4a: count first, then bytes.
-        if len > self.config.outbound_buffer_size {
+        // spec/websocket-peer.md §2.4a: count first, then bytes; a byte limit
+        // of 0 disables the byte check (spec §2.2).
+        let max_bytes = self.config.outbound_buffer_size;
+        if max_bytes > 0 && len > max_bytes {
             return Err(SendErrorKind::TooLarge);
         }
         if self.out.data_messages() >= self.config.max_queued_packets
-            || self.out.data_bytes() + len > self.config.outbound_buffer_size
+            || (max_bytes > 0 && self.out.data_bytes().saturating_add(len) > max_bytes)
         {
             return Err(SendErrorKind::QueueFull);
         }
@@ -543,13 +581,13 @@ impl Connection {
                 Ok(())
             }
             State::Open if !self.close_queued => {
+                let sent = self.queue_close(now, Some(code), reason);
                 self.close_info = Some(CloseInfo {
-                    code,
+                    code: sent.unwrap_or(code),
                     reason: reason.to_string(),
                     clean: false,
                     cause: CloseCause::LocalClose,
                 });
-                self.queue_close(now, Some(code), reason);
                 Ok(())
             }
             _ => Ok(()),
@@ -840,7 +878,7 @@ impl Connection {
                             cause: CloseCause::RemoteClose,
                         });
                         // Queued data is still sent before the echo.
-                        self.queue_close(now, code, reason);
+                        let _ = self.queue_close(now, code, reason);
                     }
                     self.after_close_progress();
                 }
@@ -848,8 +886,18 @@ impl Connection {
         }
     }
 
-    /// Queues our close frame and starts the close timer.
-    fn queue_close(&mut self, now: Timestamp, code: Option<CloseCode>, reason: &str) {
+    /// Queues our close frame and starts the close timer; returns the code
+    /// put in the frame (see [`set_godot_safe_close`](Self::set_godot_safe_close)).
+    fn queue_close(
+        &mut self,
+        now: Timestamp,
+        code: Option<CloseCode>,
+        reason: &str,
+    ) -> Option<CloseCode> {
+        let code = match code {
+            Some(c) if self.godot_safe_close => Some(c.to_godot_safe()),
+            other => other,
+        };
         let mask = self.mask_key();
         self.out
             .push_back(close_frame(code, reason, mask), Class::Close);
@@ -857,6 +905,7 @@ impl Connection {
         self.state = State::Closing;
         self.close_deadline = now.saturating_add(self.config.close_timeout);
         self.next_ping = Timestamp::MAX;
+        code
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): close frame with `code`, no
@@ -876,7 +925,7 @@ impl Connection {
             // spec/websocket-peer.md §6: the failure close frame carries the
             // code only (`88 02 03 EA` / `03 EF` / `03 F1`); the reason text
             // is for the local `CloseInfo`, never put on the wire.
-            self.queue_close(now, Some(code), "");
+            let _ = self.queue_close(now, Some(code), "");
         }
         self.after_close_progress();
     }
@@ -988,6 +1037,9 @@ impl Connection {
             }
             return take;
         };
+        // The head ends at its first CRLFCRLF, as the engine reads it (spec
+        // §2.5, §2.6 step 1); what follows is frames, left in `input`. The
+        // parse must end the head at the same byte (`exact_head`).
         opening.buf.truncate(end);
         let consumed = end - old;
         match self.role {
@@ -1013,10 +1065,13 @@ impl Connection {
             &offered,
             self.config.max_handshake_size,
         ) {
-            Ok(Some(response)) => {
-                let protocol = response.protocol.map(ToString::to_string);
-                self.open(now, protocol);
-            }
+            Ok(Some(response)) => match exact_head(response.header_len, opening.buf.len()) {
+                Ok(()) => {
+                    let protocol = response.protocol.map(ToString::to_string);
+                    self.open(now, protocol);
+                }
+                Err(e) => self.opening_failed(now, e),
+            },
             Ok(None) => self.opening_failed(now, HandshakeError::Malformed),
             Err(e) => self.opening_failed(now, e),
         }
@@ -1079,6 +1134,7 @@ impl Connection {
 /// application and what `accept` needs (RFC 6455 §4.2.1).
 fn read_request(buf: &[u8], max: usize) -> Result<(Request, PendingUpgrade), HandshakeError> {
     let request = handshake::parse_request(buf, max)?.ok_or(HandshakeError::Malformed)?;
+    exact_head(request.header_len, buf.len())?;
     let upgrade = if request.is_upgrade() {
         Some(handshake::validate_upgrade(&request)?)
     } else {
@@ -1113,6 +1169,18 @@ fn read_request(buf: &[u8], max: usize) -> Result<(Request, PendingUpgrade), Han
             is_upgrade: upgrade.is_some(),
         },
     ))
+}
+
+/// The head httparse parsed must be exactly the bytes consumed as the head
+/// (up to the first CRLFCRLF). httparse also ends a head at a bare-LF empty
+/// line; one before the CRLFCRLF would leave the bytes between the two ends
+/// neither head nor frames, so such a head is malformed.
+fn exact_head(header_len: usize, consumed: usize) -> Result<(), HandshakeError> {
+    if header_len == consumed {
+        Ok(())
+    } else {
+        Err(HandshakeError::Malformed)
+    }
 }
 
 /// A client connection that could not be created.

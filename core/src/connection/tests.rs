@@ -10,6 +10,7 @@
 
 extern crate std;
 
+mod config_checks;
 pub(crate) mod harness;
 mod mirror;
 mod props;

@@ -37,6 +37,32 @@
 //! Per peer, unread packets are bounded by `inbound_buffer_size` bytes and
 //! `max_queued_packets` packets; a full peer is simply not read until the
 //! application catches up (backpressure, never a drop).
+//!
+//! # Released peers
+//!
+//! Packets stay readable after [`release`](Host::release) too. They keep
+//! counting, under the released peer's id, against one host-wide budget for
+//! released peers: `inbound_buffer_size` bytes and `max_queued_packets`
+//! packets (one peer's worth). While that budget is used up, the input of
+//! connected peers is paused: [`handle_input`](Host::handle_input) consumes
+//! nothing and [`can_read`](Host::can_read) turns false; reading the
+//! released peers' packets resumes them, and [`poll_dirty`](Host::poll_dirty)
+//! names each paused peer. A released id is not given to a new peer
+//! ([`accept`](Host::accept), [`reserve_id`](Host::reserve_id),
+//! [`adopt`](Host::adopt)) until its packets are read.
+//!
+//! So a client that connects, fills its queue, disconnects and reconnects
+//! gains nothing: packets enter the host only while the released budget has
+//! room, into a peer with room, so everything the host holds unread stays
+//! below one budget plus one peer's limits per peer connected at once.
+//!
+//! # Close codes
+//!
+//! Every close frame a host sends carries a code a Redot/Godot peer accepts
+//! ([`CloseCode::to_godot_safe`]: 1012 → 1001, 1013 → 1008, 1014 → 1011,
+//! reason kept; spec/websocket-peer.md §2.7): the code chosen in
+//! [`disconnect_peer_with`](Host::disconnect_peer_with) and the echo of a
+//! peer's close alike. A plain [`Connection`] sends any RFC 6455 code.
 
 mod ids;
 mod timers;
@@ -219,6 +245,9 @@ pub enum AdoptError {
     Refusing,
     /// The requested id is the server's or already used by a peer.
     IdInUse(PeerId),
+    /// The requested id belonged to a released peer whose packets are still
+    /// queued (module docs, "Released peers"): it is free once they are read.
+    UnreadPackets(PeerId),
 }
 
 impl fmt::Display for AdoptError {
@@ -228,6 +257,12 @@ impl fmt::Display for AdoptError {
             AdoptError::NotOpen => f.write_str("connection is not an open server connection"),
             AdoptError::Refusing => f.write_str("refusing new connections"),
             AdoptError::IdInUse(id) => write!(f, "peer id {id} is in use"),
+            AdoptError::UnreadPackets(id) => {
+                write!(
+                    f,
+                    "peer id {id} still has unread packets of a released peer"
+                )
+            }
         }
     }
 }
@@ -269,10 +304,50 @@ struct Peer {
     unread_bytes: usize,
     unread_packets: usize,
     dirty: bool,
+    /// Input refused while the released peers' budget is used up; listed in
+    /// `Shared::paused`.
+    paused: bool,
     /// Emit `PeerDisconnected` when the connection closes.
     announce: bool,
     /// The deadline this peer is filed under in the timer heap.
     deadline: Option<Timestamp>,
+}
+
+/// Unread packets of released peers, per id and in total.
+#[derive(Debug, Default)]
+struct Released {
+    /// Per id: (bytes, packets) still in the packet queue.
+    by_id: BTreeMap<PeerId, (usize, usize)>,
+    bytes: usize,
+    packets: usize,
+}
+
+impl Released {
+    /// The budget (one peer's limits) is used up.
+    fn full(&self, config: &Config) -> bool {
+        self.bytes >= config.inbound_buffer_size || self.packets >= config.max_queued_packets
+    }
+
+    fn add(&mut self, id: PeerId, bytes: usize, packets: usize) {
+        let e = self.by_id.entry(id).or_insert((0, 0));
+        e.0 += bytes;
+        e.1 += packets;
+        self.bytes += bytes;
+        self.packets += packets;
+    }
+
+    /// One packet of `len` bytes from released peer `id` was read.
+    fn take(&mut self, id: PeerId, len: usize) {
+        if let Some(e) = self.by_id.get_mut(&id) {
+            e.0 -= len;
+            e.1 -= 1;
+            if e.1 == 0 {
+                self.by_id.remove(&id);
+            }
+            self.bytes -= len;
+            self.packets -= 1;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +384,10 @@ struct Shared {
     packets: VecDeque<(u64, PeerId, Bytes)>,
     requests: VecDeque<HostEvent>,
     dirty: VecDeque<PeerId>,
+    /// Unread packets of released peers (module docs, "Released peers").
+    released: Released,
+    /// Peers whose input was refused for the released budget.
+    paused: Vec<PeerId>,
     timers: Timers,
     /// Client: the id must arrive by then.
     id_deadline: Timestamp,
@@ -355,7 +434,8 @@ impl Host {
     ) -> Result<Host, ClientError> {
         let config = Arc::new(config);
         // The client's only randomness is its key and masks: the connection owns the RNG.
-        let conn = Connection::client(config.clone(), url, now, rng)?;
+        let mut conn = Connection::client(config.clone(), url, now, rng)?;
+        conn.set_godot_safe_close(true);
         let mut host = Host::new(
             Role::Client,
             config.clone(),
@@ -398,6 +478,8 @@ impl Host {
                 packets: VecDeque::new(),
                 requests: VecDeque::new(),
                 dirty: VecDeque::new(),
+                released: Released::default(),
+                paused: Vec::new(),
                 timers: Timers::default(),
                 id_deadline: Timestamp::MAX,
                 stats: HostStats::default(),
@@ -429,7 +511,9 @@ impl Host {
     }
 
     /// `get_max_packet_size()`: `outbound_buffer_size − 9`, as the engine
-    /// reports it (a Godot 3 leftover, spec §3.9; nothing enforces it).
+    /// reports it (a Godot 3 leftover, spec §3.9; nothing enforces it); 0
+    /// when `outbound_buffer_size` is below 9 (the engine reports a negative
+    /// number, e.g. −9 for "no byte limit").
     pub fn max_packet_size(&self) -> usize {
         self.s.config.outbound_buffer_size.saturating_sub(9)
     }
@@ -528,20 +612,15 @@ impl Host {
         remote: Option<SocketAddr>,
     ) -> Result<PeerId, AcceptError> {
         let now = self.s.clock.observe(now);
-        let Some(rng) = self.rng.as_mut() else {
-            return Err(AcceptError::NotServer);
-        };
-        if self.s.status != ConnectionStatus::Connected {
+        if self.rng.is_none() || self.s.status != ConnectionStatus::Connected {
             return Err(AcceptError::NotServer);
         }
         if self.s.refuse_new_connections {
             return Err(AcceptError::Refusing);
         }
-        let (peers, reserved) = (&self.peers, &self.reserved);
-        let id = PeerId::random(&mut **rng, |id| {
-            peers.contains_key(&id) || reserved.contains(&id)
-        });
-        let conn = Connection::server(self.s.config.clone(), now, self.admission);
+        let id = self.draw_id().ok_or(AcceptError::NotServer)?;
+        let mut conn = Connection::server_validated(self.s.config.clone(), now, self.admission);
+        conn.set_godot_safe_close(true);
         self.peers.insert(id, Peer::new(conn, remote));
         self.s.stats.accepted += 1;
         self.after(id);
@@ -554,18 +633,22 @@ impl Host {
     /// [`cancel_reservation`](Self::cancel_reservation) if the peer never
     /// arrives.
     pub fn reserve_id(&mut self) -> Result<PeerId, AcceptError> {
-        let Some(rng) = self.rng.as_mut() else {
-            return Err(AcceptError::NotServer);
-        };
         if self.s.status != ConnectionStatus::Connected {
             return Err(AcceptError::NotServer);
         }
-        let (peers, reserved) = (&self.peers, &self.reserved);
-        let id = PeerId::random(&mut **rng, |id| {
-            peers.contains_key(&id) || reserved.contains(&id)
-        });
+        let id = self.draw_id().ok_or(AcceptError::NotServer)?;
         self.reserved.insert(id);
         Ok(id)
+    }
+
+    /// Server: a fresh peer id, not used by a peer, a reservation or a
+    /// released peer with unread packets (module docs). `None` on a client.
+    fn draw_id(&mut self) -> Option<PeerId> {
+        let rng = self.rng.as_mut()?;
+        let (peers, reserved, released) = (&self.peers, &self.reserved, &self.s.released);
+        Some(PeerId::random(&mut **rng, |id| {
+            peers.contains_key(&id) || reserved.contains(&id) || released.by_id.contains_key(&id)
+        }))
     }
 
     /// Forgets a reservation made by [`reserve_id`](Self::reserve_id).
@@ -581,7 +664,10 @@ impl Host {
     /// peer that completed its handshake inside the host.
     ///
     /// `id`: a reserved id, an id chosen by the caller (e.g. unique across
-    /// several hosts; it must not be in use here), or `None` to draw one.
+    /// several hosts; it must not be in use here, nor be a released peer's
+    /// with unread packets: [`AdoptError::UnreadPackets`]), or `None` to draw
+    /// one. Close frames toward the peer are Godot-safe from now on (module
+    /// docs).
     /// The connection must be an open server connection; its `Open` event
     /// may or may not have been taken by the caller. While
     /// `refuse_new_connections` is set the connection is refused, as a
@@ -589,7 +675,7 @@ impl Host {
     pub fn adopt(
         &mut self,
         now: Timestamp,
-        conn: Connection,
+        mut conn: Connection,
         remote: Option<SocketAddr>,
         id: Option<PeerId>,
     ) -> Result<PeerId, AdoptError> {
@@ -604,19 +690,14 @@ impl Host {
             Some(id) if id == PeerId::SERVER || self.peers.contains_key(&id) => {
                 return Err(AdoptError::IdInUse(id));
             }
+            Some(id) if self.s.released.by_id.contains_key(&id) => {
+                return Err(AdoptError::UnreadPackets(id));
+            }
             Some(id) => {
                 self.reserved.remove(&id);
                 id
             }
-            None => {
-                let Some(rng) = self.rng.as_mut() else {
-                    return Err(AdoptError::NotServer);
-                };
-                let (peers, reserved) = (&self.peers, &self.reserved);
-                PeerId::random(&mut **rng, |id| {
-                    peers.contains_key(&id) || reserved.contains(&id)
-                })
-            }
+            None => self.draw_id().ok_or(AdoptError::NotServer)?,
         };
         if self.s.refuse_new_connections {
             // spec §3.5: a handshake that completes while refusing is dropped.
@@ -624,6 +705,7 @@ impl Host {
             return Err(AdoptError::Refusing);
         }
         self.s.stats.accepted += 1;
+        conn.set_godot_safe_close(true);
         let mut peer = Peer::new(conn, remote);
         // A queued `Open` event (not taken by the caller) opens it here.
         self.s.after(id, &mut peer);
@@ -645,20 +727,32 @@ impl Host {
     ) -> Result<usize, UnknownPeer> {
         let now = self.s.clock.observe(now);
         let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
+        if peer.phase == Phase::Connected && self.s.released.full(&self.s.config) {
+            // Module docs, "Released peers": no new packets until the
+            // application reads the released peers' ones.
+            if !peer.paused && !input.is_empty() {
+                peer.paused = true;
+                self.s.paused.push(id);
+            }
+            return Ok(0);
+        }
         let n = peer.conn.handle_input(now, input);
         self.after(id);
         Ok(n)
     }
 
     /// True when the peer's connection takes input now (see
-    /// [`Connection::can_read`]); false for unknown peers.
+    /// [`Connection::can_read`]); false for unknown peers, peers full of
+    /// unread packets, and peers paused for the released peers' budget
+    /// (module docs).
     pub fn can_read(&self, id: PeerId) -> bool {
         let limits = &self.s.config;
         self.peers.get(&id).is_some_and(|p| {
             // The connection un-blocks when its events are taken; the packets
             // moved into the host's queue still count (module docs: a full
             // peer is not read until the application reads).
-            p.conn.can_read()
+            !p.paused
+                && p.conn.can_read()
                 && p.unread_bytes + p.conn.unread_bytes() < limits.inbound_buffer_size
                 && p.unread_packets + p.conn.unread_messages() < limits.max_queued_packets
         })
@@ -722,7 +816,8 @@ impl Host {
     }
 
     /// The adapter closed the peer's socket: forget the connection. A
-    /// connected peer that had not closed yet is reported gone.
+    /// connected peer that had not closed yet is reported gone. Its unread
+    /// packets stay readable and counted (module docs, "Released peers").
     pub fn release(&mut self, now: Timestamp, id: PeerId) {
         let now = self.s.clock.observe(now);
         if let Some(peer) = self.peers.get_mut(&id) {
@@ -734,6 +829,12 @@ impl Host {
         if let Some(peer) = self.peers.remove(&id) {
             if peer.phase == Phase::Connected {
                 self.s.connected -= 1;
+            }
+            if peer.unread_packets > 0 {
+                // Module docs, "Released peers": still readable, still counted.
+                self.s
+                    .released
+                    .add(id, peer.unread_bytes, peer.unread_packets);
             }
         }
     }
@@ -855,7 +956,9 @@ impl Host {
         if self.s.status != ConnectionStatus::Connected {
             return Err(HostSendError::NotConnected(data));
         }
-        if data.len() > self.s.config.outbound_buffer_size {
+        // spec/websocket-peer.md §2.2: a byte limit of 0 disables the check.
+        let max = self.s.config.outbound_buffer_size;
+        if max > 0 && data.len() > max {
             return Err(HostSendError::TooLarge(data));
         }
         let single = match (self.s.role, target) {
@@ -976,6 +1079,12 @@ impl Host {
             // Reading may unblock the peer's input and let it complete a
             // pending close; collect what that produced.
             self.after(from);
+        } else {
+            let was_full = self.s.released.full(&self.s.config);
+            self.s.released.take(from, data.len());
+            if was_full && !self.s.released.full(&self.s.config) {
+                self.resume_paused();
+            }
         }
         // A peer that was not read for backpressure may be read again: name
         // it in `poll_dirty` so the adapter resumes its socket.
@@ -1025,7 +1134,10 @@ impl Host {
     /// Like `disconnect_peer(id, false)` but with the close frame's `code`
     /// and `reason` chosen by the caller (e.g. 1008 policy violation, RFC
     /// 6455 §7.4.1). A code that may not be sent (1005, 1006, 1015) or a
-    /// reason over 123 bytes falls back to 1000 with an empty reason.
+    /// reason over 123 bytes falls back to 1000 with an empty reason. A code
+    /// a Godot peer would answer with 1002 (1012–1014) is replaced by
+    /// [`CloseCode::to_godot_safe`] (1001, 1008, 1011), the reason kept
+    /// (module docs, "Close codes").
     /// On a server `PeerDisconnected` is emitted now, as for
     /// [`disconnect_peer`](Self::disconnect_peer).
     pub fn disconnect_peer_with(
@@ -1086,10 +1198,23 @@ impl Host {
 
     // ----- internals ------------------------------------------------------
 
+    /// The released peers' budget has room again: every peer whose input
+    /// was refused for it is named by `poll_dirty` (module docs).
+    fn resume_paused(&mut self) {
+        for id in core::mem::take(&mut self.s.paused) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.paused = false;
+                self.s.mark_dirty(id, peer);
+            }
+        }
+    }
+
     fn reset(&mut self) {
         self.peers.clear();
         let s = &mut self.s;
         s.connected = 0;
+        s.released = Released::default();
+        s.paused.clear();
         s.signals.clear();
         s.packets.clear();
         s.requests.clear();
@@ -1271,6 +1396,7 @@ impl Peer {
             unread_bytes: 0,
             unread_packets: 0,
             dirty: false,
+            paused: false,
             announce: false,
             deadline: None,
         }

@@ -553,7 +553,7 @@ fn queued_data_is_dropped_on_failure_but_sent_before_an_echo() {
 
 #[test]
 fn handshake_timeout_when_server_receives_nothing() {
-    let mut s = Connection::server(cfg(), ms(1000), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(1000), Admission::Automatic).expect("valid config");
     assert_eq!(s.poll_timeout(), Some(ms(4000)));
     s.handle_timeout(ms(3999));
     assert_eq!(s.state(), State::Connecting);
@@ -571,7 +571,7 @@ fn handshake_timeout_when_server_receives_nothing() {
 
 #[test]
 fn handshake_timeout_with_slow_partial_request() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     let req = upgrade_request();
     let mut t = 0;
     for b in &req[..req.len() - 1] {
@@ -607,7 +607,7 @@ fn client_handshake_timeout() {
 
 #[test]
 fn server_handshake_byte_by_byte_with_early_frame() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     let mut input = upgrade_request();
     input.extend(cframe(0x81, b"early"));
     for b in &input {
@@ -641,6 +641,53 @@ fn client_request_and_early_frame_in_the_response_read() {
             Event::Open { protocol: None },
             msg(MessageKind::Binary, &[0x87, 0xD6, 0x12, 0x00])
         ]
+    );
+}
+
+/// The head ends where the engine ends it (the first CRLFCRLF) and httparse
+/// must agree: an earlier bare-LF empty line would make the bytes between
+/// the two ends vanish (neither head nor frames). Rejected as malformed.
+#[test]
+fn client_response_with_an_earlier_bare_lf_end_is_malformed() {
+    let mut c = client(cfg());
+    let req = drain(&mut c, ms(0));
+    let mut resp = response_with(&accept_for(&req), &[]);
+    // `...\r\n\r\n` → `...\r\n\n`, then a frame whose payload holds CRLFCRLF.
+    resp.pop();
+    resp.pop();
+    resp.push(b'\n');
+    resp.extend(sframe(0x81, b"\r\n\r\n"));
+    assert_eq!(c.handle_input(ms(1), &resp), resp.len());
+    let evs = events(&mut c);
+    assert!(
+        !evs.iter().any(|e| matches!(e, Event::Open { .. })),
+        "opened although part of the input vanished: {evs:?}"
+    );
+    assert_eq!(
+        closed_info(&evs).cause,
+        CloseCause::Handshake(HandshakeError::Malformed)
+    );
+}
+
+#[test]
+fn server_request_with_an_earlier_bare_lf_end_is_malformed() {
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
+    let mut req = upgrade_request();
+    req.pop();
+    req.pop();
+    req.push(b'\n');
+    // A zero mask keeps the CRLFCRLF visible to the head scanner.
+    req.extend(frame(0x81, b"\r\n\r\n", Some([0; 4])));
+    assert_eq!(s.handle_input(ms(1), &req), req.len());
+    let out = drain(&mut s, ms(1));
+    assert!(
+        out.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        core::str::from_utf8(&out)
+    );
+    assert_eq!(
+        closed_info(&events(&mut s)).cause,
+        CloseCause::Handshake(HandshakeError::Malformed)
     );
 }
 
@@ -719,7 +766,7 @@ fn client_eof_during_handshake() {
 
 /// Feeds a request to an automatic server; returns the response text.
 fn server_answer(request: &[u8]) -> (String, CloseCause) {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     assert_eq!(s.handle_input(ms(1), request), request.len());
     // The response is written, then the socket closed.
     assert!(s.should_close_socket());
@@ -767,7 +814,7 @@ fn server_answers_bad_requests_with_http_errors() {
 
 #[test]
 fn server_rejects_oversized_request_head() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     let mut req = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
     while req.len() < 9000 {
         req.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
@@ -782,7 +829,7 @@ fn server_rejects_oversized_request_head() {
 
 #[test]
 fn manual_admission_accept_with_protocol() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Manual);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Manual).expect("valid config");
     let mut input = request_with(&["Sec-WebSocket-Protocol: x, y"]);
     let head_len = input.len();
     input.extend(cframe(0x82, b"hi"));
@@ -843,7 +890,7 @@ fn manual_admission_accept_with_protocol() {
 
 #[test]
 fn manual_admission_respond_404_to_plain_http() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Manual);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Manual).expect("valid config");
     s.handle_input(ms(1), b"GET /missing HTTP/1.1\r\nHost: h\r\n\r\n");
     let ev = events(&mut s);
     let Some(Event::Request(req)) = ev.first() else {
@@ -868,7 +915,7 @@ fn manual_admission_respond_404_to_plain_http() {
 
 #[test]
 fn manual_admission_timeout_while_undecided() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Manual);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Manual).expect("valid config");
     s.handle_input(ms(1), &upgrade_request());
     assert!(matches!(events(&mut s)[..], [Event::Request(_)]));
     s.handle_timeout(ms(3000));

@@ -38,7 +38,7 @@ fn pump(from: &mut Connection, to: &mut Connection) -> Vec<u8> {
 fn opened_pair(take_open: bool) -> (Connection, Connection) {
     let config = Arc::new(Config::default());
     let mut client = Connection::client(config.clone(), URL, now(), rng(7)).expect("client");
-    let mut server = Connection::server(config, now(), Admission::Manual);
+    let mut server = Connection::server(config, now(), Admission::Manual).expect("valid config");
     pump(&mut client, &mut server);
     match server.poll_event() {
         Some(Event::Request(r)) => assert!(r.is_upgrade),
@@ -138,7 +138,8 @@ fn adopt_refuses_while_refusing_and_unopened_connections() {
     );
     assert_eq!(host.stats().refused, 1);
     host.set_refuse_new_connections(false);
-    let pending = Connection::server(Arc::new(Config::default()), now(), Admission::Manual);
+    let pending = Connection::server(Arc::new(Config::default()), now(), Admission::Manual)
+        .expect("valid config");
     assert_eq!(
         host.adopt(now(), pending, None, None),
         Err(AdoptError::NotOpen)
