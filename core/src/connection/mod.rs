@@ -440,12 +440,18 @@ impl Connection {
                     self.terminate(CloseCause::HeartbeatTimeout);
                 } else {
                     let interval = self.config.heartbeat_interval.unwrap_or_default();
-                    let mask = self.mask_key();
-                    self.out.push_control(
-                        control_frame(OpCode::Ping, &[], mask),
-                        Class::Ping,
-                        true,
-                    );
+                    // A ping still waiting (the application's, or ours when
+                    // the socket is stalled) serves: any pong answers the
+                    // heartbeat (spec §2.9). Replacing it would drop the
+                    // application's payload.
+                    if !self.out.has_unstarted(Class::Ping) {
+                        let mask = self.mask_key();
+                        self.out.push_control(
+                            control_frame(OpCode::Ping, &[], mask),
+                            Class::Ping,
+                            false,
+                        );
+                    }
                     self.awaiting_pong = true;
                     self.next_ping = now.saturating_add(interval);
                 }

@@ -960,6 +960,27 @@ fn heartbeat_pings_and_drops_when_unanswered() {
     );
 }
 
+/// A heartbeat finding the application's ping still queued lets it serve
+/// (any pong answers, spec §2.9) instead of replacing it: the application's
+/// payload is never dropped.
+#[test]
+fn heartbeat_does_not_replace_a_waiting_application_ping() {
+    let mut s = open_server(heartbeat_cfg());
+    s.ping(ms(900), b"app").expect("ping queued");
+    s.handle_timeout(ms(1000));
+    let frames = parse_frames(&drain(&mut s, ms(1000)));
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(
+        (frames[0].opcode(), &frames[0].payload[..]),
+        (0x9, &b"app"[..])
+    );
+    // Its pong answers the heartbeat too.
+    s.handle_input(ms(1500), &cframe(0x8A, b"app"));
+    s.handle_timeout(ms(2000));
+    assert_eq!(s.state(), State::Open);
+    assert_eq!(drain(&mut s, ms(2000)), [0x89, 0x00]);
+}
+
 #[test]
 fn heartbeat_between_pair_keeps_connection_alive() {
     let mut p = Pair::open(heartbeat_cfg());
