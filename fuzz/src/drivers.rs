@@ -23,6 +23,7 @@ pub const TARGETS: &[&str] = &[
     "client_response",
     "server_connection",
     "client_connection",
+    "host_ops",
 ];
 
 /// Runs the driver called `name` on `data`.
@@ -33,6 +34,7 @@ pub fn run(name: &str, data: &[u8]) {
         "client_response" => client_response(data),
         "server_connection" => server_connection(data),
         "client_connection" => client_connection(data),
+        "host_ops" => crate::host_ops::host_ops(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -157,7 +159,7 @@ fn fuzz_config() -> Arc<Config> {
 }
 
 /// A fixed mask key source (deterministic runs).
-struct FixedRng(u32);
+pub(crate) struct FixedRng(pub(crate) u32);
 
 impl rand_core::RngCore for FixedRng {
     fn next_u32(&mut self) -> u32 {
@@ -175,7 +177,10 @@ impl rand_core::RngCore for FixedRng {
 }
 
 fn take_output(conn: &mut Connection) -> Vec<u8> {
-    let out: Vec<u8> = conn.transmit().flat_map(|c| c.iter().copied()).collect();
+    let mut out = Vec::with_capacity(conn.transmit_len());
+    for c in conn.transmit() {
+        out.extend_from_slice(c);
+    }
     conn.advance_transmit(Timestamp::ZERO, out.len());
     out
 }

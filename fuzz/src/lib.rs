@@ -2,3 +2,4 @@
 #![forbid(unsafe_code)]
 
 pub mod drivers;
+pub mod host_ops;

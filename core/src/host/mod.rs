@@ -307,6 +307,8 @@ struct Peer {
     /// Input refused while the released peers' budget is used up; listed in
     /// `Shared::paused`.
     paused: bool,
+    /// Its [`HostEvent::Request`] waits in `Shared::requests`.
+    request_queued: bool,
     /// Emit `PeerDisconnected` when the connection closes.
     announce: bool,
     /// The deadline this peer is filed under in the timer heap.
@@ -736,9 +738,20 @@ impl Host {
             }
             return Ok(0);
         }
-        let n = peer.conn.handle_input(now, input);
-        self.after(id);
-        Ok(n)
+        let mut pos = 0;
+        while let Some(peer) = self.peers.get_mut(&id) {
+            let n = peer.conn.handle_input(now, &input[pos..]);
+            pos += n;
+            self.after(id);
+            // The connection may have stopped for events the host has just
+            // taken out and does not keep (pongs, empty messages): it can
+            // read again, so the rest is fed now. Fewer bytes than offered
+            // are consumed only while `can_read` is false (contract).
+            if n == 0 || pos == input.len() || !self.can_read(id) {
+                break;
+            }
+        }
+        Ok(pos)
     }
 
     /// True when the peer's connection takes input now (see
@@ -829,6 +842,13 @@ impl Host {
         if let Some(peer) = self.peers.remove(&id) {
             if peer.phase == Phase::Connected {
                 self.s.connected -= 1;
+            }
+            if peer.request_queued {
+                // Never show a request of a peer that is gone (its id may be
+                // drawn again for a new peer).
+                self.s
+                    .requests
+                    .retain(|e| !matches!(e, HostEvent::Request { peer, .. } if *peer == id));
             }
             if peer.unread_packets > 0 {
                 // Module docs, "Released peers": still readable, still counted.
@@ -1057,9 +1077,16 @@ impl Host {
 
     /// The next pending peer's request awaiting an admission decision
     /// (always a [`HostEvent::Request`]); see [`Host::accept_request`] and
-    /// [`Host::respond`].
+    /// [`Host::respond`]. The request of a peer released before it was
+    /// polled is dropped.
     pub fn poll_request(&mut self) -> Option<HostEvent> {
-        self.s.requests.pop_front()
+        let event = self.s.requests.pop_front()?;
+        if let HostEvent::Request { peer, .. } = &event {
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.request_queued = false;
+            }
+        }
+        Some(event)
     }
 
     /// True when an event or packet is waiting.
@@ -1277,9 +1304,11 @@ impl Shared {
 
     fn on_event(&mut self, id: PeerId, peer: &mut Peer, event: Event) {
         match event {
-            Event::Request(request) => self
-                .requests
-                .push_back(HostEvent::Request { peer: id, request }),
+            Event::Request(request) => {
+                peer.request_queued = true;
+                self.requests
+                    .push_back(HostEvent::Request { peer: id, request });
+            }
             Event::Open { .. } => match self.role {
                 Role::Server => self.server_opened(id, peer),
                 // The client waits for the id message (spec §3.6).
@@ -1397,6 +1426,7 @@ impl Peer {
             unread_packets: 0,
             dirty: false,
             paused: false,
+            request_queued: false,
             announce: false,
             deadline: None,
         }

@@ -183,3 +183,41 @@ fn adopt_refuses_a_released_id_with_unread_packets() {
     // Read: the id may be used again.
     assert_eq!(host.adopt(now(), opened(), None, Some(id)), Ok(id));
 }
+
+/// Found by the `host_ops` fuzz target: a pending peer's request stayed in
+/// the request queue after the peer was released (handshake timeout), so
+/// the adapter was shown a request for a peer that no longer exists, or —
+/// once the id was drawn again — a stale request under a new peer's id.
+#[test]
+fn requests_of_released_peers_are_not_shown() {
+    let mut net = Net::new(Config::default());
+    net.server = Host::server(
+        Config::default(),
+        Admission::Manual,
+        Box::new(Scripted(vec![1000, 1000], SplitMix64(3))),
+    )
+    .expect("server");
+    let a = net.connect();
+    net.pump();
+    // The request waits for a decision; the peer misses handshake_timeout.
+    net.advance(core::time::Duration::from_secs(4));
+    assert!(
+        net.server.connection(a).is_none(),
+        "released after the timeout"
+    );
+    assert_eq!(
+        net.server.poll_request(),
+        None,
+        "stale request of a released peer"
+    );
+    // A new peer drawn with the same id shows its own request, once.
+    net.links.remove(&a);
+    let b = net.connect();
+    assert_eq!(b, a);
+    net.pump();
+    assert!(matches!(
+        net.server.poll_request(),
+        Some(HostEvent::Request { peer, .. }) if peer == b
+    ));
+    assert_eq!(net.server.poll_request(), None);
+}
