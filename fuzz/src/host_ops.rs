@@ -443,7 +443,8 @@ impl Driver {
 
     /// A handshake run outside the host (the adapter's task), then adopted.
     fn adopt(&mut self, c: &mut Cursor<'_>) {
-        let (how, take_open) = (c.u8(), c.u8() & 1 != 0);
+        let (how, opts) = (c.u8(), c.u8());
+        let (take_open, pipelined) = (opts & 1 != 0, opts & 2 != 0);
         if self.live() >= MAX_LIVE || self.socks.len() >= MAX_SOCKETS {
             return;
         }
@@ -452,7 +453,14 @@ impl Driver {
         let mut server =
             Connection::server(Arc::new(self.config.clone()), now, Admission::Automatic)
                 .expect("valid config");
-        let req = take_output(&mut client, now);
+        let mut req = take_output(&mut client, now);
+        if pipelined {
+            // A first packet right behind the request, read by the adapter's
+            // task before adoption (sequence 0 of the socket-to-be).
+            let mut p = (self.socks.len() as u16).to_be_bytes().to_vec();
+            p.extend_from_slice(&[0, 0, b'p']);
+            req.extend_from_slice(&masked_binary(&p));
+        }
         assert_eq!(server.handle_input(now, &req), req.len());
         if take_open {
             assert!(matches!(server.poll_event(), Some(Event::Open { .. })));
@@ -477,6 +485,7 @@ impl Driver {
             self.add_sock(got, client, Vec::new());
             let s = self.socks.last_mut().expect("just added");
             s.to_client = resp;
+            s.sent = u16::from(pipelined);
         }
     }
 
@@ -622,7 +631,14 @@ impl Driver {
 
     fn on_event(&mut self, e: HostEvent) {
         match e {
-            HostEvent::Packet { from, data } => self.on_packet(from, &data),
+            HostEvent::Packet { from, data } => {
+                // In order with the signals: its peer was announced first.
+                assert!(
+                    self.connected.contains_key(&from),
+                    "packet from {from} before PeerConnected"
+                );
+                self.on_packet(from, &data);
+            }
             HostEvent::PeerConnected(id) => {
                 let was = self.connected.insert(id, true);
                 if was == Some(true) {
@@ -797,6 +813,24 @@ fn hand_built_frame(c: &mut Cursor<'_>) -> Vec<u8> {
     if let Some(k) = mask {
         wsmp_core::frame::apply_mask(&mut v[start..], k, 0);
     }
+    v
+}
+
+/// A masked binary frame (RFC 6455 §5.3), as a client sends it.
+fn masked_binary(payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: OpCode::Binary,
+        mask: Some(key),
+        payload_len: payload.len() as u64,
+    };
+    let (head, n) = header.to_bytes();
+    let mut v = head[..n].to_vec();
+    let start = v.len();
+    v.extend_from_slice(payload);
+    wsmp_core::frame::apply_mask(&mut v[start..], key, 0);
     v
 }
 

@@ -52,9 +52,11 @@
 //! [`adopt`](Host::adopt)) until its packets are read.
 //!
 //! So a client that connects, fills its queue, disconnects and reconnects
-//! gains nothing: packets enter the host only while the released budget has
-//! room, into a peer with room, so everything the host holds unread stays
-//! below one budget plus one peer's limits per peer connected at once.
+//! gains nothing (nor one that sends frames right behind its upgrade
+//! request: they wait too): packets enter the host only while the released
+//! budget has room, into a peer with room, so everything the host holds
+//! unread stays below one budget plus one peer's limits per peer connected
+//! at once.
 //!
 //! # Close codes
 //!
@@ -709,12 +711,11 @@ impl Host {
         self.s.stats.accepted += 1;
         conn.set_godot_safe_close(true);
         let mut peer = Peer::new(conn, remote);
-        // A queued `Open` event (not taken by the caller) opens it here.
+        // It joins first (id message, `PeerConnected`), then any message it
+        // already read is delivered (spec §3.7); a queued `Open` event, if
+        // the caller left it, is then skipped.
+        self.s.server_opened(id, &mut peer);
         self.s.after(id, &mut peer);
-        if peer.phase == Phase::Pending {
-            self.s.server_opened(id, &mut peer);
-            self.s.after(id, &mut peer);
-        }
         self.peers.insert(id, peer);
         Ok(id)
     }
@@ -729,7 +730,8 @@ impl Host {
     ) -> Result<usize, UnknownPeer> {
         let now = self.s.clock.observe(now);
         let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
-        if peer.phase == Phase::Connected && self.s.released.full(&self.s.config) {
+        let full = self.s.released.full(&self.s.config);
+        if full && peer.phase == Phase::Connected {
             // Module docs, "Released peers": no new packets until the
             // application reads the released peers' ones.
             if !peer.paused && !input.is_empty() {
@@ -737,6 +739,14 @@ impl Host {
                 self.s.paused.push(id);
             }
             return Ok(0);
+        }
+        // A handshake may complete in this input: its frames wait too, as
+        // if the peer's own queue were full.
+        let hold = full && peer.phase == Phase::Pending;
+        if hold {
+            let limits = &self.s.config;
+            peer.conn
+                .set_unread_elsewhere(limits.inbound_buffer_size, limits.max_queued_packets);
         }
         let mut pos = 0;
         while let Some(peer) = self.peers.get_mut(&id) {
@@ -749,6 +759,16 @@ impl Host {
             // are consumed only while `can_read` is false (contract).
             if n == 0 || pos == input.len() || !self.can_read(id) {
                 break;
+            }
+        }
+        if hold {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.conn
+                    .set_unread_elsewhere(peer.unread_bytes, peer.unread_packets);
+                if pos < input.len() && peer.phase == Phase::Connected && !peer.paused {
+                    peer.paused = true;
+                    self.s.paused.push(id);
+                }
             }
         }
         Ok(pos)
@@ -1310,9 +1330,10 @@ impl Shared {
                     .push_back(HostEvent::Request { peer: id, request });
             }
             Event::Open { .. } => match self.role {
-                Role::Server => self.server_opened(id, peer),
-                // The client waits for the id message (spec §3.6).
-                Role::Client => {}
+                Role::Server if peer.phase == Phase::Pending => self.server_opened(id, peer),
+                // Adopted: opened already. Client: it waits for the id message
+                // (spec §3.6).
+                Role::Server | Role::Client => {}
             },
             Event::Message(message) => {
                 if peer.phase == Phase::Pending && self.role == Role::Client {

@@ -152,3 +152,39 @@ fn adopt_refuses_while_refusing_and_unopened_connections() {
     );
     assert_eq!(host.connected_count(), 0);
 }
+
+/// A connection adopted with messages already in its event queue (frames
+/// that came right behind the upgrade request, read by the adapter's task):
+/// the application sees `PeerConnected` before the peer's first packet,
+/// whether or not the caller took the `Open` event.
+#[test]
+fn packets_read_before_adoption_follow_peer_connected() {
+    for take_open in [false, true] {
+        let config = Arc::new(Config::default());
+        let mut client = Connection::client(config.clone(), URL, now(), rng(9)).expect("client");
+        let mut server =
+            Connection::server(config, now(), Admission::Automatic).expect("valid config");
+        let mut batch = TransmitBatch::new();
+        client.lease_transmit(&mut batch, 64, usize::MAX);
+        let mut input: Vec<u8> = batch.chunks().flat_map(|c| c.iter().copied()).collect();
+        input.extend(crate::connection::tests::harness::cframe(0x82, b"early"));
+        assert_eq!(server.handle_input(now(), &input), input.len());
+        if take_open {
+            assert!(matches!(server.poll_event(), Some(Event::Open { .. })));
+        }
+        let mut host = server_host();
+        let id = host.adopt(now(), server, None, None).expect("adopt");
+        assert_eq!(
+            host.poll_event(),
+            Some(HostEvent::PeerConnected(id)),
+            "{take_open}"
+        );
+        assert_eq!(
+            host.poll_event(),
+            Some(HostEvent::Packet {
+                from: id,
+                data: Bytes::from_static(b"early")
+            })
+        );
+    }
+}

@@ -221,3 +221,51 @@ fn requests_of_released_peers_are_not_shown() {
     ));
     assert_eq!(net.server.poll_request(), None);
 }
+
+/// A peer whose upgrade request and first frames arrive in one read must
+/// not bring packets in while the released peers' budget is used up (else
+/// connect + pipelined frames + disconnect, repeated, grows the queue).
+#[test]
+fn frames_pipelined_after_the_handshake_wait_for_the_released_budget() {
+    use crate::connection::tests::harness::cframe;
+    let mut net = Net::new(small_inbound());
+    let a = net.join();
+    flood(&mut net, a, 8);
+    vanish(&mut net, a);
+    assert_eq!(net.server.available_packet_count(), 8);
+    // A raw client: its request and three frames in one read.
+    let now = net.now;
+    let b = net.server.accept(now, None).expect("accept");
+    let mut client = Host::client(small_inbound(), URL, now, rng(77)).expect("client");
+    let mut input: Vec<u8> = client
+        .transmit(PeerId::SERVER)
+        .expect("peer 1")
+        .flat_map(|c| c.iter().copied())
+        .collect();
+    let head = input.len();
+    client.advance_transmit(now, PeerId::SERVER, head);
+    for i in 0..3u8 {
+        input.extend(cframe(0x82, &[i]));
+    }
+    let n = net.server.handle_input(now, b, &input).expect("known");
+    assert_eq!(n, head, "the handshake is read, the frames wait");
+    assert_eq!(net.server.available_packet_count(), 8);
+    assert!(!net.server.can_read(b));
+    // Reading the released packets resumes b.
+    while net.server.poll_dirty().is_some() {}
+    for _ in 0..8 {
+        assert_eq!(net.server.get_packet().map(|(p, _)| p), Some(a));
+    }
+    let mut woken = Vec::new();
+    while let Some(id) = net.server.poll_dirty() {
+        woken.push(id);
+    }
+    assert!(woken.contains(&b), "{woken:?}");
+    assert!(net.server.can_read(b));
+    let rest = &input[n..];
+    assert_eq!(net.server.handle_input(now, b, rest), Ok(rest.len()));
+    let got: Vec<(PeerId, u8)> = core::iter::from_fn(|| net.server.get_packet())
+        .map(|(p, d)| (p, d[0]))
+        .collect();
+    assert_eq!(got, vec![(b, 0), (b, 1), (b, 2)]);
+}
