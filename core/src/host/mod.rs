@@ -734,44 +734,52 @@ impl Host {
         if full && peer.phase == Phase::Connected {
             // Module docs, "Released peers": no new packets until the
             // application reads the released peers' ones.
-            if !peer.paused && !input.is_empty() {
-                peer.paused = true;
-                self.s.paused.push(id);
+            if !input.is_empty() {
+                self.s.pause(id, peer);
             }
             return Ok(0);
         }
+        if !(full && peer.phase == Phase::Pending) {
+            return Ok(self.feed(now, id, input));
+        }
         // A handshake may complete in this input: its frames wait too, as
         // if the peer's own queue were full.
-        let hold = full && peer.phase == Phase::Pending;
-        if hold {
-            let limits = &self.s.config;
+        let limits = &self.s.config;
+        peer.conn
+            .set_unread_elsewhere(limits.inbound_buffer_size, limits.max_queued_packets);
+        let mut pos = self.feed(now, id, input);
+        if let Some(peer) = self.peers.get_mut(&id) {
             peer.conn
-                .set_unread_elsewhere(limits.inbound_buffer_size, limits.max_queued_packets);
+                .set_unread_elsewhere(peer.unread_bytes, peer.unread_packets);
+            if pos < input.len() {
+                if peer.phase == Phase::Connected {
+                    self.s.pause(id, peer);
+                } else {
+                    // Refused or failed when the handshake completed: none of
+                    // its input is delivered; the connection takes (discards)
+                    // the rest.
+                    pos += self.feed(now, id, &input[pos..]);
+                }
+            }
         }
+        Ok(pos)
+    }
+
+    /// Feeds `input` to the peer's connection, again after the host took
+    /// its events while it can read: it may have stopped for events the
+    /// host does not keep (pongs, empty messages). Fewer bytes than offered
+    /// are consumed only while `can_read` is false (contract).
+    fn feed(&mut self, now: Timestamp, id: PeerId, input: &[u8]) -> usize {
         let mut pos = 0;
         while let Some(peer) = self.peers.get_mut(&id) {
             let n = peer.conn.handle_input(now, &input[pos..]);
             pos += n;
             self.after(id);
-            // The connection may have stopped for events the host has just
-            // taken out and does not keep (pongs, empty messages): it can
-            // read again, so the rest is fed now. Fewer bytes than offered
-            // are consumed only while `can_read` is false (contract).
             if n == 0 || pos == input.len() || !self.can_read(id) {
                 break;
             }
         }
-        if hold {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                peer.conn
-                    .set_unread_elsewhere(peer.unread_bytes, peer.unread_packets);
-                if pos < input.len() && peer.phase == Phase::Connected && !peer.paused {
-                    peer.paused = true;
-                    self.s.paused.push(id);
-                }
-            }
-        }
-        Ok(pos)
+        pos
     }
 
     /// True when the peer's connection takes input now (see
@@ -1290,6 +1298,15 @@ impl Shared {
         if self.status == ConnectionStatus::Connecting {
             self.status = ConnectionStatus::Disconnected;
             self.signal(HostEvent::ConnectFailed(why));
+        }
+    }
+
+    /// Refuses the peer's input until the released peers' budget has room
+    /// (module docs, "Released peers").
+    fn pause(&mut self, id: PeerId, peer: &mut Peer) {
+        if !peer.paused {
+            peer.paused = true;
+            self.paused.push(id);
         }
     }
 

@@ -269,3 +269,37 @@ fn frames_pipelined_after_the_handshake_wait_for_the_released_budget() {
         .collect();
     assert_eq!(got, vec![(b, 0), (b, 1), (b, 2)]);
 }
+
+/// Found by `host_ops`: while the released budget held a pending peer's
+/// frames back, a handshake refused on completion (refuse_new_connections)
+/// left input unconsumed with `can_read` true — the contract says fewer
+/// bytes than offered only while `can_read` is false.
+#[test]
+fn refused_handshake_with_pipelined_frames_keeps_the_input_contract() {
+    use crate::connection::tests::harness::cframe;
+    let mut net = Net::new(small_inbound());
+    let a = net.join();
+    flood(&mut net, a, 8);
+    vanish(&mut net, a);
+    let now = net.now;
+    let b = net.server.accept(now, None).expect("accept");
+    net.server.set_refuse_new_connections(true);
+    let client = Host::client(small_inbound(), URL, now, rng(78)).expect("client");
+    let mut input: Vec<u8> = client
+        .transmit(PeerId::SERVER)
+        .expect("peer 1")
+        .flat_map(|c| c.iter().copied())
+        .collect();
+    for i in 0..3u8 {
+        input.extend(cframe(0x82, &[i]));
+    }
+    let n = net.server.handle_input(now, b, &input).expect("known");
+    assert!(
+        n == input.len() || !net.server.can_read(b),
+        "refused {} of {} bytes while can_read()",
+        input.len() - n,
+        input.len()
+    );
+    assert_eq!(net.server.stats().refused, 1);
+    assert_eq!(net.server.available_packet_count(), 8);
+}
