@@ -757,6 +757,13 @@ impl Connection {
         Some(event)
     }
 
+    /// True when the next event is a received message (lets a
+    /// [`Host`](crate::Host) leave messages in this queue while it holds a
+    /// peer back, taking the other events).
+    pub(crate) fn next_event_is_message(&self) -> bool {
+        matches!(self.events.front(), Some(Event::Message(_)))
+    }
+
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout)
     /// has work, if any.
     pub fn poll_timeout(&self) -> Option<Timestamp> {

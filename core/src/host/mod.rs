@@ -47,7 +47,11 @@
 //! connected peers is paused: [`handle_input`](Host::handle_input) consumes
 //! nothing and [`can_read`](Host::can_read) turns false; reading the
 //! released peers' packets resumes them, and [`poll_dirty`](Host::poll_dirty)
-//! names each paused peer. A released id is not given to a new peer
+//! names each paused peer. Messages a paused peer's connection holds
+//! already (read behind the upgrade request before [`adopt`](Host::adopt))
+//! stay there, counted against its own limits, until it resumes; released
+//! before that, they go with it like bytes left in its socket (counted in
+//! [`HostStats::dropped_paused`]). A released id is not given to a new peer
 //! ([`accept`](Host::accept), [`reserve_id`](Host::reserve_id),
 //! [`adopt`](Host::adopt)) until its packets are read.
 //!
@@ -285,6 +289,10 @@ pub struct HostStats {
     pub refused: u64,
     /// Zero-length messages discarded (spec §3.5: the engine discards them).
     pub empty_discarded: u64,
+    /// Messages a peer's connection had read while the peer was paused for
+    /// the released peers' budget, dropped with it when it was released
+    /// before resuming (module docs, "Released peers").
+    pub dropped_paused: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -711,6 +719,10 @@ impl Host {
         self.s.stats.accepted += 1;
         conn.set_godot_safe_close(true);
         let mut peer = Peer::new(conn, remote);
+        if self.s.released.full(&self.s.config) {
+            // Messages it read already wait in it (module docs).
+            self.s.pause(id, &mut peer);
+        }
         // It joins first (id message, `PeerConnected`), then any message it
         // already read is delivered (spec §3.7); a queued `Open` event, if
         // the caller left it, is then skipped.
@@ -864,8 +876,11 @@ impl Host {
         if let Some(peer) = self.peers.get_mut(&id) {
             if peer.conn.state() != State::Closed {
                 peer.conn.handle_eof(now);
-                self.after(id);
             }
+            if peer.paused {
+                self.s.drop_held(id, peer);
+            }
+            self.after(id);
         }
         if let Some(peer) = self.peers.remove(&id) {
             if peer.phase == Phase::Connected {
@@ -1259,6 +1274,8 @@ impl Host {
         for id in core::mem::take(&mut self.s.paused) {
             if let Some(peer) = self.peers.get_mut(&id) {
                 peer.paused = false;
+                // Messages it held are taken now, in order.
+                self.s.after(id, peer);
                 self.s.mark_dirty(id, peer);
             }
         }
@@ -1301,6 +1318,17 @@ impl Shared {
         }
     }
 
+    /// A paused peer is released: the messages its connection held go with
+    /// it (counted); its other events are taken (module docs).
+    fn drop_held(&mut self, id: PeerId, peer: &mut Peer) {
+        while let Some(event) = peer.conn.poll_event() {
+            match event {
+                Event::Message(_) => self.stats.dropped_paused += 1,
+                other => self.on_event(id, peer, other),
+            }
+        }
+    }
+
     /// Refuses the peer's input until the released peers' budget has room
     /// (module docs, "Released peers").
     fn pause(&mut self, id: PeerId, peer: &mut Peer) {
@@ -1318,7 +1346,12 @@ impl Shared {
     }
 
     fn after(&mut self, id: PeerId, peer: &mut Peer) {
-        while let Some(event) = peer.conn.poll_event() {
+        // A paused peer's messages stay in its connection (module docs,
+        // "Released peers"); events before them are taken.
+        while !(peer.paused && peer.conn.next_event_is_message()) {
+            let Some(event) = peer.conn.poll_event() else {
+                break;
+            };
             self.on_event(id, peer, event);
         }
         let mut deadline = peer.conn.poll_timeout();

@@ -303,3 +303,76 @@ fn refused_handshake_with_pipelined_frames_keeps_the_input_contract() {
     assert_eq!(net.server.stats().refused, 1);
     assert_eq!(net.server.available_packet_count(), 8);
 }
+
+/// An open server connection (handshake run outside the host) that read
+/// `n` one-byte messages right behind the request.
+fn opened_with_pipelined(config: &Config, n: u8) -> Connection {
+    use crate::connection::tests::harness::cframe;
+    let config = Arc::new(config.clone());
+    let mut client = Connection::client(config.clone(), URL, now(), rng(8)).expect("client");
+    let mut server = Connection::server(config, now(), Admission::Automatic).expect("valid");
+    let mut batch = TransmitBatch::new();
+    client.lease_transmit(&mut batch, 64, usize::MAX);
+    let mut input: Vec<u8> = batch.chunks().flat_map(|c| c.iter().copied()).collect();
+    for i in 0..n {
+        input.extend(cframe(0x82, &[i]));
+    }
+    assert_eq!(server.handle_input(now(), &input), input.len());
+    assert!(matches!(server.poll_event(), Some(Event::Open { .. })));
+    server
+}
+
+/// Found by `host_ops`: messages an adopted connection had already read
+/// (pipelined behind the request, read in the adapter's task) entered the
+/// host queue whatever the released budget, so adopt + disconnect, repeated,
+/// grew the queue. While the budget is used up they now stay in the
+/// connection (counted against its own limits) until the peer is resumed;
+/// released before that, they go with it (`HostStats::dropped_paused`).
+#[test]
+fn adopted_connections_cannot_grow_the_released_packets() {
+    let config = small_inbound();
+    let mut host = Host::server(config.clone(), Admission::Automatic, rng(4)).expect("server");
+    let a = host
+        .adopt(now(), opened_with_pipelined(&config, 8), None, None)
+        .expect("adopt");
+    host.release(now(), a);
+    assert_eq!(host.available_packet_count(), 8);
+    for _ in 0..5 {
+        let b = host
+            .adopt(now(), opened_with_pipelined(&config, 3), None, None)
+            .expect("adopt");
+        host.release(now(), b);
+    }
+    assert_eq!(host.available_packet_count(), 8, "bounded by the budget");
+    assert_eq!(host.stats().dropped_paused, 15);
+}
+
+#[test]
+fn adopted_peer_packets_held_for_the_released_budget_follow_once_resumed() {
+    let config = small_inbound();
+    let mut host = Host::server(config.clone(), Admission::Automatic, rng(4)).expect("server");
+    let a = host
+        .adopt(now(), opened_with_pipelined(&config, 8), None, None)
+        .expect("adopt");
+    host.release(now(), a);
+    let b = host
+        .adopt(now(), opened_with_pipelined(&config, 3), None, None)
+        .expect("adopt");
+    assert!(!host.can_read(b));
+    let mut seen = Vec::new();
+    while let Some(e) = host.poll_event() {
+        match e {
+            HostEvent::Packet { from, data } => seen.push((from, data[0])),
+            HostEvent::PeerConnected(p) => seen.push((p, 0xFF)),
+            HostEvent::PeerDisconnected { peer, .. } => seen.push((peer, 0xEE)),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut want: Vec<(PeerId, u8)> = vec![(a, 0xFF)];
+    want.extend((0..8).map(|i| (a, i)));
+    want.push((a, 0xEE));
+    want.push((b, 0xFF));
+    want.extend((0..3).map(|i| (b, i)));
+    assert_eq!(seen, want);
+    assert!(host.can_read(b));
+}
