@@ -166,7 +166,8 @@ fn bench_config() -> Arc<Config> {
 
 /// An open server connection with the 101 drained.
 fn open_server(config: &Arc<Config>) -> Connection {
-    let mut s = Connection::server(config.clone(), Timestamp::ZERO, Admission::Automatic);
+    let mut s = Connection::server(config.clone(), Timestamp::ZERO, Admission::Automatic)
+        .expect("valid config");
     s.handle_input(Timestamp::ZERO, REQUEST);
     let n = s.transmit_len();
     s.advance_transmit(Timestamp::ZERO, n);

@@ -13,6 +13,11 @@ use core::fmt;
 use core::time::Duration;
 
 pub use crate::handshake::DeflateConfig;
+/// Largest accepted `max_handshake_size`: 64 KiB. Far above any real
+/// upgrade head (a Godot/Redot peer reads at most 4096 bytes, spec/websocket-peer.md
+/// §2.6 step 1; nginx's default header limit is 4 × 8 KiB), and small enough
+/// that buffers sized from it stay cheap and no size arithmetic can overflow.
+pub const MAX_HANDSHAKE_SIZE: usize = 64 * 1024;
 
 /// Configuration of a [`Connection`](crate::Connection) or [`Host`](crate::Host).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +30,9 @@ pub struct Config {
     pub inbound_buffer_size: usize,
     /// Bytes of queued, unwritten message payload allowed per connection; a
     /// send that would exceed it fails with the payload handed back.
-    /// Default 65535 (spec/websocket-peer.md §2.4a).
+    /// Default 65535 (spec/websocket-peer.md §2.4a). 0 disables the byte
+    /// check, as in the engine (spec §2.2): the queue is then bounded by
+    /// `max_queued_packets` messages only, and no message is too large.
     pub outbound_buffer_size: usize,
     /// Maximum number of received-but-unread messages, and of queued-but-
     /// unwritten outbound messages, per connection. Default 4096.
@@ -42,7 +49,8 @@ pub struct Config {
     /// later (spec/websocket-peer.md §2.9). Default: off, like the engine.
     pub heartbeat_interval: Option<Duration>,
     /// Largest HTTP request or response header block accepted during the
-    /// opening handshake. Default 8192 bytes.
+    /// opening handshake: 1024 to [`MAX_HANDSHAKE_SIZE`] (64 KiB). Default
+    /// 8192 bytes.
     pub max_handshake_size: usize,
     /// Sub-protocols: offered in this order (client), or acceptable (server).
     pub supported_protocols: Vec<String>,
@@ -81,13 +89,12 @@ impl Default for Config {
 pub enum ConfigError {
     /// `inbound_buffer_size` is 0.
     InboundBufferSize,
-    /// `outbound_buffer_size` is 0.
-    OutboundBufferSize,
     /// `max_queued_packets` is 0.
     MaxQueuedPackets,
     /// `handshake_timeout` is zero (the engine rejects values ≤ 0, spec §3.1).
     HandshakeTimeout,
-    /// `max_handshake_size` is below 1024 bytes.
+    /// `max_handshake_size` is below 1024 bytes or above
+    /// [`MAX_HANDSHAKE_SIZE`].
     MaxHandshakeSize,
     /// A `handshake_headers` entry is not a single `Name: value` line.
     HandshakeHeader,
@@ -104,10 +111,9 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ConfigError::InboundBufferSize => "inbound_buffer_size must be greater than 0",
-            ConfigError::OutboundBufferSize => "outbound_buffer_size must be greater than 0",
             ConfigError::MaxQueuedPackets => "max_queued_packets must be greater than 0",
             ConfigError::HandshakeTimeout => "handshake_timeout must be greater than 0",
-            ConfigError::MaxHandshakeSize => "max_handshake_size must be at least 1024",
+            ConfigError::MaxHandshakeSize => "max_handshake_size must be between 1024 and 65536",
             ConfigError::HandshakeHeader => {
                 "each handshake_headers entry must be one `Name: value` line"
             }
@@ -132,16 +138,13 @@ impl Config {
         if self.inbound_buffer_size == 0 {
             return Err(ConfigError::InboundBufferSize);
         }
-        if self.outbound_buffer_size == 0 {
-            return Err(ConfigError::OutboundBufferSize);
-        }
         if self.max_queued_packets == 0 {
             return Err(ConfigError::MaxQueuedPackets);
         }
         if self.handshake_timeout.is_zero() {
             return Err(ConfigError::HandshakeTimeout);
         }
-        if self.max_handshake_size < 1024 {
+        if !(1024..=MAX_HANDSHAKE_SIZE).contains(&self.max_handshake_size) {
             return Err(ConfigError::MaxHandshakeSize);
         }
         for h in &self.handshake_headers {

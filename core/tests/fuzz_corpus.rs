@@ -5,6 +5,8 @@
 
 #[path = "../../fuzz/src/drivers.rs"]
 mod drivers;
+#[path = "../../fuzz/src/host_ops.rs"]
+mod host_ops;
 
 use std::path::PathBuf;
 

@@ -28,6 +28,7 @@ pub const TARGETS: &[&str] = &[
     "server_connection",
     "client_connection",
     "inflate",
+    "host_ops",
 ];
 
 /// Runs the driver called `name` on `data`.
@@ -39,6 +40,7 @@ pub fn run(name: &str, data: &[u8]) {
         "server_connection" => server_connection(data),
         "client_connection" => client_connection(data),
         "inflate" => inflate(data),
+        "host_ops" => crate::host_ops::host_ops(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -114,7 +116,8 @@ pub fn client_response(data: &[u8]) {
 /// A server `Connection` after a valid handshake, fed `data` (see [`drive`]).
 pub fn server_connection(data: &[u8]) {
     let config = fuzz_config();
-    let mut conn = Connection::server(config, Timestamp::ZERO, Admission::Automatic);
+    let mut conn =
+        Connection::server(config, Timestamp::ZERO, Admission::Automatic).expect("valid config");
     let req = b"GET /fuzz HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     assert_eq!(conn.handle_input(Timestamp::ZERO, req), req.len());
@@ -173,7 +176,8 @@ pub fn inflate(data: &[u8]) {
         permessage_deflate: Some(DeflateConfig::default()),
         ..Config::default()
     });
-    let mut conn = Connection::server(config, Timestamp::ZERO, Admission::Automatic);
+    let mut conn =
+        Connection::server(config, Timestamp::ZERO, Admission::Automatic).expect("valid config");
     let offer = if flags & 4 != 0 {
         "permessage-deflate"
     } else {
@@ -281,7 +285,7 @@ fn fuzz_config() -> Arc<Config> {
 }
 
 /// A fixed mask key source (deterministic runs).
-struct FixedRng(u32);
+pub(crate) struct FixedRng(pub(crate) u32);
 
 impl rand_core::RngCore for FixedRng {
     fn next_u32(&mut self) -> u32 {
@@ -299,7 +303,10 @@ impl rand_core::RngCore for FixedRng {
 }
 
 fn take_output(conn: &mut Connection) -> Vec<u8> {
-    let out: Vec<u8> = conn.transmit().flat_map(|c| c.iter().copied()).collect();
+    let mut out = Vec::with_capacity(conn.transmit_len());
+    for c in conn.transmit() {
+        out.extend_from_slice(c);
+    }
     conn.advance_transmit(Timestamp::ZERO, out.len());
     out
 }

@@ -3,3 +3,4 @@
 
 pub mod drivers;
 pub mod scene_drivers;
+pub mod host_ops;

@@ -105,7 +105,8 @@ fn client_server(tls: bool) -> (Side, Side) {
     let server = Side {
         sock: s,
         driver: Driver::new(stls, linger),
-        conn: Connection::server(config(), Timestamp::ZERO, Admission::Automatic),
+        conn: Connection::server(config(), Timestamp::ZERO, Admission::Automatic)
+            .expect("valid config"),
         last: Want::default(),
     };
     (client, server)

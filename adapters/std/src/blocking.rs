@@ -140,14 +140,14 @@ pub fn connect(url: &str, options: ClientOptions) -> Result<WebSocket, Error> {
 /// Runs the server side of the opening handshake (TLS first when configured) on an accepted
 /// TCP stream, blocking until it is done or `handshake_timeout` passes (the clock starts now).
 pub fn accept(stream: TcpStream, options: &ServerOptions) -> Result<WebSocket, Error> {
-    options.config.validate().map_err(Error::Config)?;
     let clock = Clock::new();
     // spec/websocket-peer.md §3.5: the handshake clock starts at TCP accept, before TLS.
     let conn = Connection::server(
         Arc::new(options.config.clone()),
         clock.now(),
         Admission::Automatic,
-    );
+    )
+    .map_err(Error::Config)?;
     let _ = stream.set_nodelay(true);
     let stream = match &options.tls {
         Some(tls) => {

@@ -642,11 +642,18 @@ async fn serve<A: Acceptor>(
         None => None,
     };
     let mut driver = Driver::new(tls, core.config.close_timeout);
-    let mut conn = Connection::server(
+    let mut conn = match Connection::server(
         core.config.clone(),
         clock.now(),
         wsmp_core::connection::Admission::Manual,
-    );
+    ) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid connection configuration; refusing the connection");
+            acceptor.handshake_ended(&info, HandshakeOutcome::Refused);
+            return;
+        }
+    };
     let mut join = None;
     let opened = {
         let handshake = handshake(

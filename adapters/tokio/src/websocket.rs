@@ -359,6 +359,7 @@ fn placeholder() -> Connection {
         Timestamp::ZERO,
         Admission::Automatic,
     )
+    .expect("the default configuration is valid")
 }
 
 /// A WebSocket connection (client or server).
@@ -747,7 +748,8 @@ pub async fn accept(stream: TcpStream, options: ServerOptions) -> Result<WebSock
     } else {
         Admission::Automatic
     };
-    let conn = Connection::server(Arc::new(options.config.clone()), Timestamp::ZERO, admission);
+    let conn = Connection::server(Arc::new(options.config.clone()), Timestamp::ZERO, admission)
+        .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Config(e)))?;
     let tls = match &options.tls {
         Some(t) => Some(server_tls(t)?),
         None => None,

@@ -71,7 +71,7 @@ mod outbound;
 mod types;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -184,6 +184,9 @@ pub struct Connection {
     close_deadline: Timestamp,
     next_ping: Timestamp,
     awaiting_pong: bool,
+    /// Close frames carry only codes a Godot peer accepts
+    /// ([`set_godot_safe_close`](Connection::set_godot_safe_close)).
+    godot_safe_close: bool,
 }
 
 impl core::fmt::Debug for Connection {
@@ -246,8 +249,24 @@ impl Connection {
     }
 
     /// A server connection for a socket accepted at `now` (start the timer at
-    /// TCP accept, before any TLS, as the engine does: spec §3.5).
-    pub fn server(config: Arc<Config>, now: Timestamp, admission: Admission) -> Connection {
+    /// TCP accept, before any TLS, as the engine does: spec §3.5). Fails when
+    /// `config` does not pass [`Config::validate`].
+    pub fn server(
+        config: Arc<Config>,
+        now: Timestamp,
+        admission: Admission,
+    ) -> Result<Connection, crate::config::ConfigError> {
+        config.validate()?;
+        Ok(Connection::new(config, Role::Server, now, admission))
+    }
+
+    /// [`server`](Self::server) for a configuration its owner (a
+    /// [`Host`](crate::Host)) validated already.
+    pub(crate) fn server_validated(
+        config: Arc<Config>,
+        now: Timestamp,
+        admission: Admission,
+    ) -> Connection {
         Connection::new(config, Role::Server, now, admission)
     }
 
@@ -294,6 +313,7 @@ impl Connection {
             close_deadline: Timestamp::MAX,
             next_ping: Timestamp::MAX,
             awaiting_pong: false,
+            godot_safe_close: false,
         }
     }
 
@@ -328,6 +348,22 @@ impl Connection {
     /// Messages (received, sent) compressed with permessage-deflate so far.
     pub fn compressed_messages(&self) -> (u64, u64) {
         (self.reader.compressed_messages(), self.compressed_sent)
+    }
+
+    /// Makes every close frame this connection sends carry a code a
+    /// Redot/Godot peer accepts: a code the engine would answer with 1002
+    /// (1012–1014, spec/websocket-peer.md §2.7) is replaced by
+    /// [`CloseCode::to_godot_safe`], the reason kept. This applies to
+    /// [`close`](Self::close) and to the echo of a peer's close frame.
+    /// A multiplayer [`Host`](crate::Host) turns it on for all its peers;
+    /// off by default (browsers and other RFC 6455 peers get any code).
+    pub fn set_godot_safe_close(&mut self, enabled: bool) {
+        self.godot_safe_close = enabled;
+    }
+
+    /// True when close codes are restricted to those a Godot peer accepts.
+    pub fn godot_safe_close(&self) -> bool {
+        self.godot_safe_close
     }
 
     /// How the connection ended (or is ending), once known.
@@ -493,12 +529,18 @@ impl Connection {
                     self.terminate(CloseCause::HeartbeatTimeout);
                 } else {
                     let interval = self.config.heartbeat_interval.unwrap_or_default();
-                    let mask = self.mask_key();
-                    self.out.push_control(
-                        control_frame(OpCode::Ping, &[], mask),
-                        Class::Ping,
-                        true,
-                    );
+                    // A ping still waiting (the application's, or ours when
+                    // the socket is stalled) serves: any pong answers the
+                    // heartbeat (spec §2.9). Replacing it would drop the
+                    // application's payload.
+                    if !self.out.has_unstarted(Class::Ping) {
+                        let mask = self.mask_key();
+                        self.out.push_control(
+                            control_frame(OpCode::Ping, &[], mask),
+                            Class::Ping,
+                            false,
+                        );
+                    }
                     self.awaiting_pong = true;
                     self.next_ping = now.saturating_add(interval);
                 }
@@ -640,12 +682,14 @@ impl Connection {
         if self.state != State::Open || self.close_queued {
             return Err(SendErrorKind::NotOpen);
         }
-        // spec/websocket-peer.md §2.4a: count first, then bytes.
-        if len > self.config.outbound_buffer_size {
+        // spec/websocket-peer.md §2.4a: count first, then bytes; a byte limit
+        // of 0 disables the byte check (spec §2.2).
+        let max_bytes = self.config.outbound_buffer_size;
+        if max_bytes > 0 && len > max_bytes {
             return Err(SendErrorKind::TooLarge);
         }
         if self.out.data_messages() >= self.config.max_queued_packets
-            || self.out.data_bytes() + len > self.config.outbound_buffer_size
+            || (max_bytes > 0 && self.out.data_bytes().saturating_add(len) > max_bytes)
         {
             return Err(SendErrorKind::QueueFull);
         }
@@ -711,13 +755,13 @@ impl Connection {
                 Ok(())
             }
             State::Open if !self.close_queued => {
+                let sent = self.queue_close(now, Some(code), reason);
                 self.close_info = Some(CloseInfo {
-                    code,
+                    code: sent.unwrap_or(code),
                     reason: reason.to_string(),
                     clean: false,
                     cause: CloseCause::LocalClose,
                 });
-                self.queue_close(now, Some(code), reason);
                 Ok(())
             }
             _ => Ok(()),
@@ -883,6 +927,13 @@ impl Connection {
         Some(event)
     }
 
+    /// True when the next event is a received message (lets a
+    /// [`Host`](crate::Host) leave messages in this queue while it holds a
+    /// peer back, taking the other events).
+    pub(crate) fn next_event_is_message(&self) -> bool {
+        matches!(self.events.front(), Some(Event::Message(_)))
+    }
+
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout)
     /// has work, if any.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
@@ -1016,7 +1067,7 @@ impl Connection {
                             cause: CloseCause::RemoteClose,
                         });
                         // Queued data is still sent before the echo.
-                        self.queue_close(now, code, reason);
+                        let _ = self.queue_close(now, code, reason);
                     }
                     self.after_close_progress();
                 }
@@ -1024,8 +1075,18 @@ impl Connection {
         }
     }
 
-    /// Queues our close frame and starts the close timer.
-    fn queue_close(&mut self, now: Timestamp, code: Option<CloseCode>, reason: &str) {
+    /// Queues our close frame and starts the close timer; returns the code
+    /// put in the frame (see [`set_godot_safe_close`](Self::set_godot_safe_close)).
+    fn queue_close(
+        &mut self,
+        now: Timestamp,
+        code: Option<CloseCode>,
+        reason: &str,
+    ) -> Option<CloseCode> {
+        let code = match code {
+            Some(c) if self.godot_safe_close => Some(c.to_godot_safe()),
+            other => other,
+        };
         let mask = self.mask_key();
         self.out
             .push_back(close_frame(code, reason, mask), Class::Close);
@@ -1033,6 +1094,7 @@ impl Connection {
         self.state = State::Closing;
         self.close_deadline = now.saturating_add(self.config.close_timeout);
         self.next_ping = Timestamp::MAX;
+        code
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): close frame with `code`, no
@@ -1052,7 +1114,7 @@ impl Connection {
             // spec/websocket-peer.md §6: the failure close frame carries the
             // code only (`88 02 03 EA` / `03 EF` / `03 F1`); the reason text
             // is for the local `CloseInfo`, never put on the wire.
-            self.queue_close(now, Some(code), "");
+            let _ = self.queue_close(now, Some(code), "");
         }
         self.after_close_progress();
     }
@@ -1186,6 +1248,9 @@ impl Connection {
             }
             return take;
         };
+        // The head ends at its first CRLFCRLF, as the engine reads it (spec
+        // §2.5, §2.6 step 1); what follows is frames, left in `input`. The
+        // parse must end the head at the same byte (`exact_head`).
         opening.buf.truncate(end);
         let consumed = end - old;
         match self.role {
@@ -1212,10 +1277,13 @@ impl Connection {
             self.config.permessage_deflate.as_ref(),
             self.config.max_handshake_size,
         ) {
-            Ok(Some(response)) => {
-                let protocol = response.protocol.map(ToString::to_string);
-                self.open(now, protocol, response.permessage_deflate);
-            }
+            Ok(Some(response)) => match exact_head(response.header_len, opening.buf.len()) {
+                Ok(()) => {
+                    let protocol = response.protocol.map(ToString::to_string);
+                    self.open(now, protocol, response.permessage_deflate);
+                }
+                Err(e) => self.opening_failed(now, e),
+            },
             Ok(None) => self.opening_failed(now, HandshakeError::Malformed),
             Err(e) => self.opening_failed(now, e),
         }
@@ -1279,6 +1347,7 @@ impl Connection {
 fn read_request(buf: &[u8], config: &Config) -> Result<(Request, PendingUpgrade), HandshakeError> {
     let max = config.max_handshake_size;
     let request = handshake::parse_request(buf, max)?.ok_or(HandshakeError::Malformed)?;
+    exact_head(request.header_len, buf.len())?;
     let upgrade = if request.is_upgrade() {
         Some(handshake::validate_upgrade(&request)?)
     } else {
@@ -1321,6 +1390,18 @@ fn read_request(buf: &[u8], config: &Config) -> Result<(Request, PendingUpgrade)
             deflate,
         },
     ))
+}
+
+/// The head httparse parsed must be exactly the bytes consumed as the head
+/// (up to the first CRLFCRLF). httparse also ends a head at a bare-LF empty
+/// line; one before the CRLFCRLF would leave the bytes between the two ends
+/// neither head nor frames, so such a head is malformed.
+fn exact_head(header_len: usize, consumed: usize) -> Result<(), HandshakeError> {
+    if header_len == consumed {
+        Ok(())
+    } else {
+        Err(HandshakeError::Malformed)
+    }
 }
 
 /// A client connection that could not be created.

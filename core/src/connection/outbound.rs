@@ -820,4 +820,368 @@ mod tests {
         assert!(!out.has_unstarted(Class::Ping));
         assert!(out.is_empty());
     }
+
+    // ----- property test: wire order rules and counters ------------------
+
+    use alloc::collections::{BTreeMap, BTreeSet};
+    use proptest::prelude::*;
+
+    /// One operation on the queue, as the connection performs them.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A data frame with a payload of 4 + n bytes.
+        Data(u16),
+        /// A control frame of class 0 (automatic pong), 1 (ping) or 2
+        /// (user pong), possibly replacing the newest unstarted one.
+        Control(u8, bool),
+        /// The close frame (nothing is queued after it).
+        Close,
+        /// A connection failure: unstarted data dropped, then the close.
+        Fail,
+        /// A lease of up to n frames / about m bytes (replaces any
+        /// outstanding one, as a new lease does).
+        Lease(u8, u16),
+        /// n bytes written: from the outstanding lease if any (which is
+        /// then spent), else from `chunks()`.
+        Write(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u16..300).prop_map(Op::Data),
+            3 => (0u8..3, any::<bool>()).prop_map(|(c, r)| Op::Control(c, r)),
+            1 => Just(Op::Close),
+            1 => Just(Op::Fail),
+            3 => (1u8..6, 1u16..600).prop_map(|(f, b)| Op::Lease(f, b)),
+            4 => (0u16..700).prop_map(Op::Write),
+        ]
+    }
+
+    const CONTROL_CLASSES: [Class; 3] = [Class::AutoPong, Class::Ping, Class::UserPong];
+
+    /// The frame tag (first 4 payload bytes) of an unmasked frame.
+    fn tag_of(bytes: &[u8]) -> u32 {
+        let (h, n) = FrameHeader::decode(bytes)
+            .expect("valid header")
+            .expect("complete header");
+        assert!(h.payload_len >= 4);
+        u32::from_be_bytes([bytes[n], bytes[n + 1], bytes[n + 2], bytes[n + 3]])
+    }
+
+    fn entry_bytes(e: &Entry) -> Vec<u8> {
+        let mut v = e.frame.inline().to_vec();
+        v.extend_from_slice(&e.frame.body);
+        v
+    }
+
+    /// Every counter equals a recount of the queue.
+    fn check_counters(out: &Outbound) {
+        let total: usize = out.queue.iter().map(|e| e.frame.wire_len()).sum();
+        assert_eq!(out.pending_bytes, total - out.written, "pending_bytes");
+        let data = out.queue.iter().filter(|e| e.class == Class::Data);
+        assert_eq!(out.data_messages, data.clone().count(), "data_messages");
+        assert_eq!(
+            out.data_bytes,
+            data.map(|e| e.frame.payload_len).sum::<usize>(),
+            "data_bytes"
+        );
+        for class in CONTROL_CLASSES {
+            let naive = out
+                .queue
+                .iter()
+                .filter(|e| e.class == class && !e.fixed)
+                .count();
+            assert_eq!(out.unstarted_count(class), naive, "{class:?}");
+        }
+        let run = out
+            .queue
+            .iter()
+            .take_while(|e| e.fixed || e.class != Class::Data)
+            .count();
+        assert_eq!(out.front_run, run, "front_run");
+        if out.written > 0 {
+            assert!(
+                out.queue.front().is_some_and(|e| e.fixed),
+                "partly written ⇒ fixed"
+            );
+        }
+    }
+
+    /// The model: what each tag is and what the rules require of it.
+    #[derive(Default)]
+    struct Model {
+        next_tag: u32,
+        class: BTreeMap<u32, Class>,
+        /// Data tags in push order.
+        data: Vec<u32>,
+        /// Control tags in push order, with the data tags unstarted when
+        /// each was pushed (it must go out before them).
+        controls: Vec<(u32, BTreeSet<u32>)>,
+        /// Where each control frame belongs among the others: its own tag,
+        /// or that of the frame it replaced (it takes that one's place).
+        slot: BTreeMap<u32, u32>,
+        /// Tags with bytes written or handed out in a lease.
+        started: BTreeSet<u32>,
+        /// Tags that must never be written (dropped or replaced).
+        gone: BTreeSet<u32>,
+        closed: bool,
+    }
+
+    impl Model {
+        fn tag(&mut self, class: Class) -> u32 {
+            self.next_tag += 1;
+            self.class.insert(self.next_tag, class);
+            self.next_tag
+        }
+
+        fn unstarted_data(&self) -> BTreeSet<u32> {
+            self.data
+                .iter()
+                .filter(|t| !self.started.contains(t) && !self.gone.contains(t))
+                .copied()
+                .collect()
+        }
+    }
+
+    fn run_ops(ops: &[Op], http: bool) {
+        let mut out = Outbound::default();
+        let mut m = Model::default();
+        let mut wire: Vec<u8> = Vec::new();
+        let mut lease: Option<TransmitBatch> = None;
+        const HEAD: &[u8] = b"HTTP/1.1 101 x\r\n\r\n";
+        if http {
+            out.push_back(SharedFrame::raw(Bytes::from_static(HEAD)), Class::Http);
+        }
+        for op in ops {
+            match *op {
+                Op::Data(n) if !m.closed => {
+                    let t = m.tag(Class::Data);
+                    let mut p = t.to_be_bytes().to_vec();
+                    p.resize(4 + usize::from(n), 0xD0);
+                    out.push_back(
+                        SharedFrame::unmasked(OpCode::Binary, Bytes::from(p)),
+                        Class::Data,
+                    );
+                    m.data.push(t);
+                }
+                Op::Control(c, replace) if !m.closed => {
+                    let class = CONTROL_CLASSES[usize::from(c)];
+                    let t = m.tag(class);
+                    let opcode = if class == Class::Ping {
+                        OpCode::Ping
+                    } else {
+                        OpCode::Pong
+                    };
+                    if replace {
+                        // RFC 6455 §5.5.3: the newest unstarted one of the class gives way.
+                        let newest = m.controls.iter().rev().map(|(c, _)| *c).find(|c| {
+                            m.class[c] == class && !m.started.contains(c) && !m.gone.contains(c)
+                        });
+                        if let Some(old) = newest {
+                            m.gone.insert(old);
+                            let s = m.slot[&old];
+                            m.slot.insert(t, s);
+                        }
+                    }
+                    m.slot.entry(t).or_insert(t);
+                    let before = m.unstarted_data();
+                    out.push_control(
+                        control_frame(opcode, &t.to_be_bytes(), None),
+                        class,
+                        replace,
+                    );
+                    m.controls.push((t, before));
+                }
+                Op::Close | Op::Fail if !m.closed => {
+                    if matches!(op, Op::Fail) {
+                        out.drop_unstarted_data();
+                        let dropped = m.unstarted_data();
+                        m.gone.extend(dropped);
+                    }
+                    let t = m.tag(Class::Close);
+                    let mut p = [0u8; 6];
+                    p[..2].copy_from_slice(&1000u16.to_be_bytes());
+                    p[2..].copy_from_slice(&t.to_be_bytes());
+                    out.push_back(control_frame(OpCode::Close, &p, None), Class::Close);
+                    m.closed = true;
+                }
+                Op::Lease(frames, bytes) => {
+                    let mut b = TransmitBatch::new();
+                    out.lease(&mut b, usize::from(frames), usize::from(bytes));
+                    for e in out.queue.iter().take(b.frames.len()) {
+                        if e.class != Class::Http {
+                            // Close frames carry the tag after the code.
+                            let bytes = entry_bytes(e);
+                            let t = if e.class == Class::Close {
+                                let n = bytes.len();
+                                u32::from_be_bytes([
+                                    bytes[n - 4],
+                                    bytes[n - 3],
+                                    bytes[n - 2],
+                                    bytes[n - 1],
+                                ])
+                            } else {
+                                tag_of(&bytes)
+                            };
+                            m.started.insert(t);
+                        }
+                    }
+                    lease = Some(b);
+                }
+                Op::Write(n) => {
+                    let flat_now = flat(&out);
+                    let bytes: Vec<u8> = match lease.take() {
+                        Some(b) => {
+                            let all = batch_bytes(&b);
+                            all[..usize::from(n).min(all.len())].to_vec()
+                        }
+                        None => flat_now[..usize::from(n).min(flat_now.len())].to_vec(),
+                    };
+                    // Whatever is written is the front of the queue.
+                    assert_eq!(&flat_now[..bytes.len()], &bytes[..]);
+                    mark_started(&out, bytes.len(), &mut m);
+                    out.advance(bytes.len(), |_| {});
+                    wire.extend_from_slice(&bytes);
+                }
+                _ => {}
+            }
+            check_counters(&out);
+            if let Some(b) = &lease {
+                // A lease keeps its place: its bytes stay the front of the queue.
+                let flat_now = flat(&out);
+                let leased = batch_bytes(b);
+                assert_eq!(
+                    &flat_now[..leased.len()],
+                    &leased[..],
+                    "leased frames moved"
+                );
+            }
+        }
+        // Flush the rest.
+        let rest = flat(&out);
+        out.advance(rest.len(), |_| {});
+        wire.extend_from_slice(&rest);
+        check_counters(&out);
+        assert!(out.queue.is_empty() && out.pending_bytes == 0);
+        check_wire(&wire, http, &m);
+    }
+
+    /// Marks the tags of the entries overlapped by the next `n` bytes.
+    fn mark_started(out: &Outbound, n: usize, m: &mut Model) {
+        let mut skip = out.written;
+        let mut left = n;
+        for e in &out.queue {
+            if left == 0 {
+                break;
+            }
+            let len = e.frame.wire_len() - skip;
+            skip = 0;
+            if e.class != Class::Http && e.class != Class::Close {
+                m.started.insert(tag_of(&entry_bytes(e)));
+            }
+            left = left.saturating_sub(len);
+        }
+    }
+
+    /// The rules, checked on everything written.
+    fn check_wire(wire: &[u8], http: bool, m: &Model) {
+        let mut rest = wire;
+        if http {
+            let head = b"HTTP/1.1 101 x\r\n\r\n";
+            assert!(rest.starts_with(head), "HTTP bytes first");
+            rest = &rest[head.len()..];
+        }
+        // Frames are whole and back to back (RFC 6455 §5.4: nothing inside a frame).
+        let mut order: Vec<u32> = Vec::new();
+        let mut closed = false;
+        while !rest.is_empty() {
+            assert!(!closed, "bytes after the close frame");
+            let (h, n) = FrameHeader::decode(rest)
+                .expect("valid header")
+                .expect("complete header");
+            let len = h.payload_len as usize;
+            let payload = &rest[n..n + len];
+            let t = if h.opcode == OpCode::Close {
+                closed = true;
+                u32::from_be_bytes([payload[2], payload[3], payload[4], payload[5]])
+            } else {
+                u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+            };
+            let class = m.class.get(&t).copied().expect("a frame we queued");
+            let want = match class {
+                Class::Data => OpCode::Binary,
+                Class::Ping => OpCode::Ping,
+                Class::Close => OpCode::Close,
+                _ => OpCode::Pong,
+            };
+            assert_eq!(h.opcode, want, "frame {t} intact");
+            if class == Class::Data {
+                assert!(
+                    payload[4..].iter().all(|&b| b == 0xD0),
+                    "data frame {t} intact"
+                );
+            }
+            order.push(t);
+            rest = &rest[n + len..];
+        }
+        // Exactly the frames not dropped or replaced, each once.
+        let written: BTreeSet<u32> = order.iter().copied().collect();
+        assert_eq!(written.len(), order.len(), "a frame written twice");
+        let expected: BTreeSet<u32> = m
+            .class
+            .keys()
+            .filter(|t| !m.gone.contains(t))
+            .copied()
+            .collect();
+        assert_eq!(written, expected);
+        let pos: BTreeMap<u32, usize> = order.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+        // Data FIFO.
+        let data: Vec<u32> = order
+            .iter()
+            .filter(|t| m.class[t] == Class::Data)
+            .copied()
+            .collect();
+        let want: Vec<u32> = m
+            .data
+            .iter()
+            .filter(|t| !m.gone.contains(t))
+            .copied()
+            .collect();
+        assert_eq!(data, want, "data out of order");
+        // Controls in push order (a replacement in the place of the one it
+        // replaced), each ahead of the data unstarted when it was queued.
+        let mut slots: Vec<(u32, usize)> = m
+            .controls
+            .iter()
+            .filter_map(|(c, _)| pos.get(c).map(|p| (m.slot[c], *p)))
+            .collect();
+        slots.sort_unstable();
+        assert!(
+            slots.windows(2).all(|w| w[0].1 < w[1].1),
+            "controls out of order"
+        );
+        for (c, before) in &m.controls {
+            let Some(&pc) = pos.get(c) else { continue };
+            for d in before {
+                if let Some(&pd) = pos.get(d) {
+                    assert!(pc < pd, "control {c} behind unstarted data {d}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Random push_back / push_control / lease / advance /
+        /// drop_unstarted_data sequences keep the RFC 6455 §5.4 order rules
+        /// and every counter equal to a recount of the queue.
+        #[test]
+        fn random_operations_keep_wire_order_and_counters(
+            ops in proptest::collection::vec(op(), 0..80),
+            http in any::<bool>(),
+        ) {
+            run_ops(&ops, http);
+        }
+    }
 }

@@ -10,6 +10,7 @@
 
 extern crate std;
 
+mod config_checks;
 #[cfg(feature = "deflate")]
 mod deflate;
 pub(crate) mod harness;

@@ -60,6 +60,26 @@ impl CloseCode {
         // spec/websocket-peer.md §2.7: codes accepted from the peer (1012 → 1002 verified).
         matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
     }
+
+    /// The code to send a Redot/Godot peer instead of `self`: `self` when
+    /// [`is_godot_safe`](Self::is_godot_safe), otherwise the nearest code the
+    /// engine accepts (the reason text is kept by the callers):
+    /// 1012 service restart → 1001 going away ("a server going down",
+    /// RFC 6455 §7.4.1); 1013 try again later → 1008 policy violation (the
+    /// RFC's generic refusal); 1014 bad gateway → 1011 internal error; any
+    /// other unsafe code → 1008. Multiplayer hosts apply it to every close
+    /// frame they send ([`Connection::set_godot_safe_close`](crate::Connection::set_godot_safe_close)).
+    pub const fn to_godot_safe(self) -> CloseCode {
+        // spec/websocket-peer.md §2.7: the engine answers other codes with 1002.
+        if self.is_godot_safe() {
+            return self;
+        }
+        match self.0 {
+            1012 => CloseCode::GOING_AWAY,
+            1014 => CloseCode::INTERNAL_ERROR,
+            _ => CloseCode::POLICY_VIOLATION,
+        }
+    }
 }
 
 impl From<u16> for CloseCode {
@@ -241,6 +261,31 @@ mod tests {
             assert!(!CloseCode(c).is_valid_on_receipt());
             assert!(!CloseCode(c).is_godot_safe());
         }
+    }
+
+    #[test]
+    fn godot_safe_fallbacks() {
+        for c in 0u16..=u16::MAX {
+            let code = CloseCode(c);
+            let safe = code.to_godot_safe();
+            assert!(safe.is_godot_safe(), "{c}");
+            if code.is_godot_safe() {
+                assert_eq!(safe, code);
+            }
+        }
+        assert_eq!(
+            CloseCode::SERVICE_RESTART.to_godot_safe(),
+            CloseCode::GOING_AWAY
+        );
+        assert_eq!(
+            CloseCode::TRY_AGAIN_LATER.to_godot_safe(),
+            CloseCode::POLICY_VIOLATION
+        );
+        assert_eq!(
+            CloseCode::BAD_GATEWAY.to_godot_safe(),
+            CloseCode::INTERNAL_ERROR
+        );
+        assert_eq!(CloseCode(2000).to_godot_safe(), CloseCode::POLICY_VIOLATION);
     }
 
     #[test]

@@ -143,10 +143,12 @@ impl HeadScanner {
     /// restarts.
     ///
     /// Then parse `&buf[..len]` once with
-    /// [`parse_request`] / [`parse_response`] and take the head length from
-    /// their `header_len` (httparse also ends a head at a bare-LF empty line,
-    /// which can be shorter); `Ok(None)` from them at that point cannot
-    /// happen for a CRLFCRLF-terminated head, treat it as malformed.
+    /// [`parse_request`] / [`parse_response`]; their `header_len` must equal
+    /// `len`. httparse also ends a head at a bare-LF empty line, which can
+    /// be shorter: treat that as malformed (the bytes between the two ends
+    /// would otherwise be neither head nor frames), as `Connection` does.
+    /// `Ok(None)` from them at that point cannot happen for a
+    /// CRLFCRLF-terminated head, treat it as malformed too.
     pub fn find_end(&mut self, buf: &[u8]) -> Option<usize> {
         if self.pos > buf.len() {
             self.reset();

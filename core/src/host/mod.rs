@@ -37,6 +37,38 @@
 //! Per peer, unread packets are bounded by `inbound_buffer_size` bytes and
 //! `max_queued_packets` packets; a full peer is simply not read until the
 //! application catches up (backpressure, never a drop).
+//!
+//! # Released peers
+//!
+//! Packets stay readable after [`release`](Host::release) too. They keep
+//! counting, under the released peer's id, against one host-wide budget for
+//! released peers: `inbound_buffer_size` bytes and `max_queued_packets`
+//! packets (one peer's worth). While that budget is used up, the input of
+//! connected peers is paused: [`handle_input`](Host::handle_input) consumes
+//! nothing and [`can_read`](Host::can_read) turns false; reading the
+//! released peers' packets resumes them, and [`poll_dirty`](Host::poll_dirty)
+//! names each paused peer. Messages a paused peer's connection holds
+//! already (read behind the upgrade request before [`adopt`](Host::adopt))
+//! stay there, counted against its own limits, until it resumes; released
+//! before that, they go with it like bytes left in its socket (counted in
+//! [`HostStats::dropped_paused`]). A released id is not given to a new peer
+//! ([`accept`](Host::accept), [`reserve_id`](Host::reserve_id),
+//! [`adopt`](Host::adopt)) until its packets are read.
+//!
+//! So a client that connects, fills its queue, disconnects and reconnects
+//! gains nothing (nor one that sends frames right behind its upgrade
+//! request: they wait too): packets enter the host only while the released
+//! budget has room, into a peer with room, so everything the host holds
+//! unread stays below one budget plus one peer's limits per peer connected
+//! at once.
+//!
+//! # Close codes
+//!
+//! Every close frame a host sends carries a code a Redot/Godot peer accepts
+//! ([`CloseCode::to_godot_safe`]: 1012 → 1001, 1013 → 1008, 1014 → 1011,
+//! reason kept; spec/websocket-peer.md §2.7): the code chosen in
+//! [`disconnect_peer_with`](Host::disconnect_peer_with) and the echo of a
+//! peer's close alike. A plain [`Connection`] sends any RFC 6455 code.
 
 mod ids;
 mod timers;
@@ -220,6 +252,9 @@ pub enum AdoptError {
     Refusing,
     /// The requested id is the server's or already used by a peer.
     IdInUse(PeerId),
+    /// The requested id belonged to a released peer whose packets are still
+    /// queued (module docs, "Released peers"): it is free once they are read.
+    UnreadPackets(PeerId),
 }
 
 impl fmt::Display for AdoptError {
@@ -229,6 +264,12 @@ impl fmt::Display for AdoptError {
             AdoptError::NotOpen => f.write_str("connection is not an open server connection"),
             AdoptError::Refusing => f.write_str("refusing new connections"),
             AdoptError::IdInUse(id) => write!(f, "peer id {id} is in use"),
+            AdoptError::UnreadPackets(id) => {
+                write!(
+                    f,
+                    "peer id {id} still has unread packets of a released peer"
+                )
+            }
         }
     }
 }
@@ -249,6 +290,10 @@ pub struct HostStats {
     pub refused: u64,
     /// Zero-length messages discarded (spec §3.5: the engine discards them).
     pub empty_discarded: u64,
+    /// Messages a peer's connection had read while the peer was paused for
+    /// the released peers' budget, dropped with it when it was released
+    /// before resuming (module docs, "Released peers").
+    pub dropped_paused: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,10 +315,52 @@ struct Peer {
     unread_bytes: usize,
     unread_packets: usize,
     dirty: bool,
+    /// Input refused while the released peers' budget is used up; listed in
+    /// `Shared::paused`.
+    paused: bool,
+    /// Its [`HostEvent::Request`] waits in `Shared::requests`.
+    request_queued: bool,
     /// Emit `PeerDisconnected` when the connection closes.
     announce: bool,
     /// The deadline this peer is filed under in the timer heap.
     deadline: Option<Timestamp>,
+}
+
+/// Unread packets of released peers, per id and in total.
+#[derive(Debug, Default)]
+struct Released {
+    /// Per id: (bytes, packets) still in the packet queue.
+    by_id: BTreeMap<PeerId, (usize, usize)>,
+    bytes: usize,
+    packets: usize,
+}
+
+impl Released {
+    /// The budget (one peer's limits) is used up.
+    fn full(&self, config: &Config) -> bool {
+        self.bytes >= config.inbound_buffer_size || self.packets >= config.max_queued_packets
+    }
+
+    fn add(&mut self, id: PeerId, bytes: usize, packets: usize) {
+        let e = self.by_id.entry(id).or_insert((0, 0));
+        e.0 += bytes;
+        e.1 += packets;
+        self.bytes += bytes;
+        self.packets += packets;
+    }
+
+    /// One packet of `len` bytes from released peer `id` was read.
+    fn take(&mut self, id: PeerId, len: usize) {
+        if let Some(e) = self.by_id.get_mut(&id) {
+            e.0 -= len;
+            e.1 -= 1;
+            if e.1 == 0 {
+                self.by_id.remove(&id);
+            }
+            self.bytes -= len;
+            self.packets -= 1;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +400,10 @@ struct Shared {
     packets: VecDeque<(u64, PeerId, Bytes)>,
     requests: VecDeque<HostEvent>,
     dirty: VecDeque<PeerId>,
+    /// Unread packets of released peers (module docs, "Released peers").
+    released: Released,
+    /// Peers whose input was refused for the released budget.
+    paused: Vec<PeerId>,
     timers: Timers,
     /// Client: the id must arrive by then.
     id_deadline: Timestamp,
@@ -359,7 +450,8 @@ impl Host {
     ) -> Result<Host, ClientError> {
         let config = Arc::new(config);
         // The client's only randomness is its key and masks: the connection owns the RNG.
-        let conn = Connection::client(config.clone(), url, now, rng)?;
+        let mut conn = Connection::client(config.clone(), url, now, rng)?;
+        conn.set_godot_safe_close(true);
         let mut host = Host::new(
             Role::Client,
             config.clone(),
@@ -404,6 +496,8 @@ impl Host {
                 packets: VecDeque::new(),
                 requests: VecDeque::new(),
                 dirty: VecDeque::new(),
+                released: Released::default(),
+                paused: Vec::new(),
                 timers: Timers::default(),
                 id_deadline: Timestamp::MAX,
                 stats: HostStats::default(),
@@ -435,7 +529,9 @@ impl Host {
     }
 
     /// `get_max_packet_size()`: `outbound_buffer_size − 9`, as the engine
-    /// reports it (a Godot 3 leftover, spec §3.9; nothing enforces it).
+    /// reports it (a Godot 3 leftover, spec §3.9; nothing enforces it); 0
+    /// when `outbound_buffer_size` is below 9 (the engine reports a negative
+    /// number, e.g. −9 for "no byte limit").
     pub fn max_packet_size(&self) -> usize {
         self.s.config.outbound_buffer_size.saturating_sub(9)
     }
@@ -534,20 +630,15 @@ impl Host {
         remote: Option<SocketAddr>,
     ) -> Result<PeerId, AcceptError> {
         let now = self.s.clock.observe(now);
-        let Some(rng) = self.rng.as_mut() else {
-            return Err(AcceptError::NotServer);
-        };
-        if self.s.status != ConnectionStatus::Connected {
+        if self.rng.is_none() || self.s.status != ConnectionStatus::Connected {
             return Err(AcceptError::NotServer);
         }
         if self.s.refuse_new_connections {
             return Err(AcceptError::Refusing);
         }
-        let (peers, reserved) = (&self.peers, &self.reserved);
-        let id = PeerId::random(&mut **rng, |id| {
-            peers.contains_key(&id) || reserved.contains(&id)
-        });
-        let conn = Connection::server(self.s.config.clone(), now, self.admission);
+        let id = self.draw_id().ok_or(AcceptError::NotServer)?;
+        let mut conn = Connection::server_validated(self.s.config.clone(), now, self.admission);
+        conn.set_godot_safe_close(true);
         self.peers.insert(id, Peer::new(conn, remote));
         self.s.stats.accepted += 1;
         self.after(id);
@@ -560,18 +651,22 @@ impl Host {
     /// [`cancel_reservation`](Self::cancel_reservation) if the peer never
     /// arrives.
     pub fn reserve_id(&mut self) -> Result<PeerId, AcceptError> {
-        let Some(rng) = self.rng.as_mut() else {
-            return Err(AcceptError::NotServer);
-        };
         if self.s.status != ConnectionStatus::Connected {
             return Err(AcceptError::NotServer);
         }
-        let (peers, reserved) = (&self.peers, &self.reserved);
-        let id = PeerId::random(&mut **rng, |id| {
-            peers.contains_key(&id) || reserved.contains(&id)
-        });
+        let id = self.draw_id().ok_or(AcceptError::NotServer)?;
         self.reserved.insert(id);
         Ok(id)
+    }
+
+    /// Server: a fresh peer id, not used by a peer, a reservation or a
+    /// released peer with unread packets (module docs). `None` on a client.
+    fn draw_id(&mut self) -> Option<PeerId> {
+        let rng = self.rng.as_mut()?;
+        let (peers, reserved, released) = (&self.peers, &self.reserved, &self.s.released);
+        Some(PeerId::random(&mut **rng, |id| {
+            peers.contains_key(&id) || reserved.contains(&id) || released.by_id.contains_key(&id)
+        }))
     }
 
     /// Forgets a reservation made by [`reserve_id`](Self::reserve_id).
@@ -587,7 +682,10 @@ impl Host {
     /// peer that completed its handshake inside the host.
     ///
     /// `id`: a reserved id, an id chosen by the caller (e.g. unique across
-    /// several hosts; it must not be in use here), or `None` to draw one.
+    /// several hosts; it must not be in use here, nor be a released peer's
+    /// with unread packets: [`AdoptError::UnreadPackets`]), or `None` to draw
+    /// one. Close frames toward the peer are Godot-safe from now on (module
+    /// docs).
     /// The connection must be an open server connection; its `Open` event
     /// may or may not have been taken by the caller. While
     /// `refuse_new_connections` is set the connection is refused, as a
@@ -595,7 +693,7 @@ impl Host {
     pub fn adopt(
         &mut self,
         now: Timestamp,
-        conn: Connection,
+        mut conn: Connection,
         remote: Option<SocketAddr>,
         id: Option<PeerId>,
     ) -> Result<PeerId, AdoptError> {
@@ -610,19 +708,14 @@ impl Host {
             Some(id) if id == PeerId::SERVER || self.peers.contains_key(&id) => {
                 return Err(AdoptError::IdInUse(id));
             }
+            Some(id) if self.s.released.by_id.contains_key(&id) => {
+                return Err(AdoptError::UnreadPackets(id));
+            }
             Some(id) => {
                 self.reserved.remove(&id);
                 id
             }
-            None => {
-                let Some(rng) = self.rng.as_mut() else {
-                    return Err(AdoptError::NotServer);
-                };
-                let (peers, reserved) = (&self.peers, &self.reserved);
-                PeerId::random(&mut **rng, |id| {
-                    peers.contains_key(&id) || reserved.contains(&id)
-                })
-            }
+            None => self.draw_id().ok_or(AdoptError::NotServer)?,
         };
         if self.s.refuse_new_connections {
             // spec §3.5: a handshake that completes while refusing is dropped.
@@ -630,13 +723,17 @@ impl Host {
             return Err(AdoptError::Refusing);
         }
         self.s.stats.accepted += 1;
+        conn.set_godot_safe_close(true);
         let mut peer = Peer::new(conn, remote);
-        // A queued `Open` event (not taken by the caller) opens it here.
-        self.s.after(id, &mut peer);
-        if peer.phase == Phase::Pending {
-            self.s.server_opened(id, &mut peer);
-            self.s.after(id, &mut peer);
+        if self.s.released.full(&self.s.config) {
+            // Messages it read already wait in it (module docs).
+            self.s.pause(id, &mut peer);
         }
+        // It joins first (id message, `PeerConnected`), then any message it
+        // already read is delivered (spec §3.7); a queued `Open` event, if
+        // the caller left it, is then skipped.
+        self.s.server_opened(id, &mut peer);
+        self.s.after(id, &mut peer);
         self.peers.insert(id, peer);
         Ok(id)
     }
@@ -651,22 +748,72 @@ impl Host {
     ) -> Result<usize, UnknownPeer> {
         let now = self.s.clock.observe(now);
         let peer = self.peers.get_mut(&id).ok_or(UnknownPeer(id))?;
-        let n = peer
-            .conn
-            .handle_input_with(now, input, Some(&mut self.pool));
-        self.after(id);
-        Ok(n)
+        let full = self.s.released.full(&self.s.config);
+        if full && peer.phase == Phase::Connected {
+            // Module docs, "Released peers": no new packets until the
+            // application reads the released peers' ones.
+            if !input.is_empty() {
+                self.s.pause(id, peer);
+            }
+            return Ok(0);
+        }
+        if !(full && peer.phase == Phase::Pending) {
+            return Ok(self.feed(now, id, input));
+        }
+        // A handshake may complete in this input: its frames wait too, as
+        // if the peer's own queue were full.
+        let limits = &self.s.config;
+        peer.conn
+            .set_unread_elsewhere(limits.inbound_buffer_size, limits.max_queued_packets);
+        let mut pos = self.feed(now, id, input);
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.conn
+                .set_unread_elsewhere(peer.unread_bytes, peer.unread_packets);
+            if pos < input.len() {
+                if peer.phase == Phase::Connected {
+                    self.s.pause(id, peer);
+                } else {
+                    // Refused or failed when the handshake completed: none of
+                    // its input is delivered; the connection takes (discards)
+                    // the rest.
+                    pos += self.feed(now, id, &input[pos..]);
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    /// Feeds `input` to the peer's connection, again after the host took
+    /// its events while it can read: it may have stopped for events the
+    /// host does not keep (pongs, empty messages). Fewer bytes than offered
+    /// are consumed only while `can_read` is false (contract).
+    fn feed(&mut self, now: Timestamp, id: PeerId, input: &[u8]) -> usize {
+        let mut pos = 0;
+        while let Some(peer) = self.peers.get_mut(&id) {
+            let n = peer
+                .conn
+                .handle_input_with(now, &input[pos..], Some(&mut self.pool));
+            pos += n;
+            self.after(id);
+            if n == 0 || pos == input.len() || !self.can_read(id) {
+                break;
+            }
+        }
+        pos
     }
 
     /// True when the peer's connection takes input now (see
-    /// [`Connection::can_read`]); false for unknown peers.
+    /// [`Connection::can_read`]); false for unknown peers, peers full of
+    /// unread packets, and peers paused for the released peers' budget
+    /// (module docs).
     pub fn can_read(&self, id: PeerId) -> bool {
         let limits = &self.s.config;
         self.peers.get(&id).is_some_and(|p| {
             // The connection un-blocks when its events are taken; the packets
             // moved into the host's queue still count (module docs: a full
             // peer is not read until the application reads).
-            p.conn.can_read()
+            !p.paused
+                && p.conn.can_read()
                 && p.unread_bytes + p.conn.unread_bytes() < limits.inbound_buffer_size
                 && p.unread_packets + p.conn.unread_messages() < limits.max_queued_packets
         })
@@ -730,18 +877,35 @@ impl Host {
     }
 
     /// The adapter closed the peer's socket: forget the connection. A
-    /// connected peer that had not closed yet is reported gone.
+    /// connected peer that had not closed yet is reported gone. Its unread
+    /// packets stay readable and counted (module docs, "Released peers").
     pub fn release(&mut self, now: Timestamp, id: PeerId) {
         let now = self.s.clock.observe(now);
         if let Some(peer) = self.peers.get_mut(&id) {
             if peer.conn.state() != State::Closed {
                 peer.conn.handle_eof(now);
-                self.after(id);
             }
+            if peer.paused {
+                self.s.drop_held(id, peer);
+            }
+            self.after(id);
         }
         if let Some(peer) = self.peers.remove(&id) {
             if peer.phase == Phase::Connected {
                 self.s.connected -= 1;
+            }
+            if peer.request_queued {
+                // Never show a request of a peer that is gone (its id may be
+                // drawn again for a new peer).
+                self.s
+                    .requests
+                    .retain(|e| !matches!(e, HostEvent::Request { peer, .. } if *peer == id));
+            }
+            if peer.unread_packets > 0 {
+                // Module docs, "Released peers": still readable, still counted.
+                self.s
+                    .released
+                    .add(id, peer.unread_bytes, peer.unread_packets);
             }
         }
     }
@@ -863,7 +1027,9 @@ impl Host {
         if self.s.status != ConnectionStatus::Connected {
             return Err(HostSendError::NotConnected(data));
         }
-        if data.len() > self.s.config.outbound_buffer_size {
+        // spec/websocket-peer.md §2.2: a byte limit of 0 disables the check.
+        let max = self.s.config.outbound_buffer_size;
+        if max > 0 && data.len() > max {
             return Err(HostSendError::TooLarge(data));
         }
         let single = match (self.s.role, target) {
@@ -999,9 +1165,16 @@ impl Host {
 
     /// The next pending peer's request awaiting an admission decision
     /// (always a [`HostEvent::Request`]); see [`Host::accept_request`] and
-    /// [`Host::respond`].
+    /// [`Host::respond`]. The request of a peer released before it was
+    /// polled is dropped.
     pub fn poll_request(&mut self) -> Option<HostEvent> {
-        self.s.requests.pop_front()
+        let event = self.s.requests.pop_front()?;
+        if let HostEvent::Request { peer, .. } = &event {
+            if let Some(p) = self.peers.get_mut(peer) {
+                p.request_queued = false;
+            }
+        }
+        Some(event)
     }
 
     /// True when an event or packet is waiting.
@@ -1021,6 +1194,12 @@ impl Host {
             // Reading may unblock the peer's input and let it complete a
             // pending close; collect what that produced.
             self.after(from);
+        } else {
+            let was_full = self.s.released.full(&self.s.config);
+            self.s.released.take(from, data.len());
+            if was_full && !self.s.released.full(&self.s.config) {
+                self.resume_paused();
+            }
         }
         // A peer that was not read for backpressure may be read again: name
         // it in `poll_dirty` so the adapter resumes its socket.
@@ -1070,7 +1249,10 @@ impl Host {
     /// Like `disconnect_peer(id, false)` but with the close frame's `code`
     /// and `reason` chosen by the caller (e.g. 1008 policy violation, RFC
     /// 6455 §7.4.1). A code that may not be sent (1005, 1006, 1015) or a
-    /// reason over 123 bytes falls back to 1000 with an empty reason.
+    /// reason over 123 bytes falls back to 1000 with an empty reason. A code
+    /// a Godot peer would answer with 1002 (1012–1014) is replaced by
+    /// [`CloseCode::to_godot_safe`] (1001, 1008, 1011), the reason kept
+    /// (module docs, "Close codes").
     /// On a server `PeerDisconnected` is emitted now, as for
     /// [`disconnect_peer`](Self::disconnect_peer).
     pub fn disconnect_peer_with(
@@ -1131,10 +1313,25 @@ impl Host {
 
     // ----- internals ------------------------------------------------------
 
+    /// The released peers' budget has room again: every peer whose input
+    /// was refused for it is named by `poll_dirty` (module docs).
+    fn resume_paused(&mut self) {
+        for id in core::mem::take(&mut self.s.paused) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.paused = false;
+                // Messages it held are taken now, in order.
+                self.s.after(id, peer);
+                self.s.mark_dirty(id, peer);
+            }
+        }
+    }
+
     fn reset(&mut self) {
         self.peers.clear();
         let s = &mut self.s;
         s.connected = 0;
+        s.released = Released::default();
+        s.paused.clear();
         s.signals.clear();
         s.packets.clear();
         s.requests.clear();
@@ -1166,6 +1363,26 @@ impl Shared {
         }
     }
 
+    /// A paused peer is released: the messages its connection held go with
+    /// it (counted); its other events are taken (module docs).
+    fn drop_held(&mut self, id: PeerId, peer: &mut Peer) {
+        while let Some(event) = peer.conn.poll_event() {
+            match event {
+                Event::Message(_) => self.stats.dropped_paused += 1,
+                other => self.on_event(id, peer, other),
+            }
+        }
+    }
+
+    /// Refuses the peer's input until the released peers' budget has room
+    /// (module docs, "Released peers").
+    fn pause(&mut self, id: PeerId, peer: &mut Peer) {
+        if !peer.paused {
+            peer.paused = true;
+            self.paused.push(id);
+        }
+    }
+
     fn mark_dirty(&mut self, id: PeerId, peer: &mut Peer) {
         if !peer.dirty {
             peer.dirty = true;
@@ -1174,7 +1391,12 @@ impl Shared {
     }
 
     fn after(&mut self, id: PeerId, peer: &mut Peer) {
-        while let Some(event) = peer.conn.poll_event() {
+        // A paused peer's messages stay in its connection (module docs,
+        // "Released peers"); events before them are taken.
+        while !(peer.paused && peer.conn.next_event_is_message()) {
+            let Some(event) = peer.conn.poll_event() else {
+                break;
+            };
             self.on_event(id, peer, event);
         }
         let mut deadline = peer.conn.poll_timeout();
@@ -1197,13 +1419,16 @@ impl Shared {
 
     fn on_event(&mut self, id: PeerId, peer: &mut Peer, event: Event) {
         match event {
-            Event::Request(request) => self
-                .requests
-                .push_back(HostEvent::Request { peer: id, request }),
+            Event::Request(request) => {
+                peer.request_queued = true;
+                self.requests
+                    .push_back(HostEvent::Request { peer: id, request });
+            }
             Event::Open { .. } => match self.role {
-                Role::Server => self.server_opened(id, peer),
-                // The client waits for the id message (spec §3.6).
-                Role::Client => {}
+                Role::Server if peer.phase == Phase::Pending => self.server_opened(id, peer),
+                // Adopted: opened already. Client: it waits for the id message
+                // (spec §3.6).
+                Role::Server | Role::Client => {}
             },
             Event::Message(message) => {
                 if peer.phase == Phase::Pending && self.role == Role::Client {
@@ -1316,6 +1541,8 @@ impl Peer {
             unread_bytes: 0,
             unread_packets: 0,
             dirty: false,
+            paused: false,
+            request_queued: false,
             announce: false,
             deadline: None,
         }

@@ -9,4 +9,5 @@ mod harness;
 mod lifecycle;
 mod limits;
 mod prop;
+mod released;
 mod routing;

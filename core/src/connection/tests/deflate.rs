@@ -45,7 +45,7 @@ fn json(n: usize) -> Vec<u8> {
 /// A server opened by a request carrying `extensions`; returns it with its
 /// `101` head.
 fn server_offered(config: Arc<Config>, extensions: &str) -> (Connection, String) {
-    let mut s = Connection::server(config, ms(0), Admission::Automatic);
+    let mut s = Connection::server(config, ms(0), Admission::Automatic).expect("valid config");
     let line = alloc::format!("Sec-WebSocket-Extensions: {extensions}");
     let req = request_with(&[line.as_str()]);
     assert_eq!(s.handle_input(ms(0), &req), req.len());
@@ -93,7 +93,7 @@ fn no_offer_no_header_and_rsv1_is_a_protocol_error() {
     // server without deflate, and RSV1 fails the connection (RFC 6455 §5.2).
     let config = deflate_cfg(DeflateConfig::default());
     let mut with = open_server(config);
-    let mut plain = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut plain = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     let req = upgrade_request();
     plain.handle_input(ms(0), &req);
     let a = drain(&mut plain, ms(0));
@@ -101,7 +101,8 @@ fn no_offer_no_header_and_rsv1_is_a_protocol_error() {
         deflate_cfg(DeflateConfig::default()),
         ms(0),
         Admission::Automatic,
-    );
+    )
+    .expect("valid config");
     again.handle_input(ms(0), &req);
     assert_eq!(drain(&mut again, ms(0)), a);
     assert_eq!(with.permessage_deflate(), None);

@@ -204,7 +204,7 @@ pub(crate) fn msg(kind: super::super::MessageKind, data: &[u8]) -> Event {
 
 /// A server that completed the handshake at time 0 (101 drained, `Open` read).
 pub(crate) fn open_server(config: Arc<Config>) -> Connection {
-    let mut s = Connection::server(config, ms(0), Admission::Automatic);
+    let mut s = Connection::server(config, ms(0), Admission::Automatic).expect("valid config");
     let req = upgrade_request();
     assert_eq!(s.handle_input(ms(0), &req), req.len());
     let out = drain(&mut s, ms(0));
@@ -325,7 +325,8 @@ impl Pair {
         let client =
             Connection::client(client_cfg, "ws://127.0.0.1:8080/game", Timestamp::ZERO, rng)
                 .expect("client");
-        let server = Connection::server(server_cfg, Timestamp::ZERO, Admission::Automatic);
+        let server = Connection::server(server_cfg, Timestamp::ZERO, Admission::Automatic)
+            .expect("valid config");
         Pair {
             client: End::new(client),
             server: End::new(server),

@@ -571,7 +571,7 @@ fn queued_data_is_dropped_on_failure_but_sent_before_an_echo() {
 
 #[test]
 fn handshake_timeout_when_server_receives_nothing() {
-    let mut s = Connection::server(cfg(), ms(1000), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(1000), Admission::Automatic).expect("valid config");
     assert_eq!(s.poll_timeout(), Some(ms(4000)));
     s.handle_timeout(ms(3999));
     assert_eq!(s.state(), State::Connecting);
@@ -589,7 +589,7 @@ fn handshake_timeout_when_server_receives_nothing() {
 
 #[test]
 fn handshake_timeout_with_slow_partial_request() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     let req = upgrade_request();
     let mut t = 0;
     for b in &req[..req.len() - 1] {
@@ -625,7 +625,7 @@ fn client_handshake_timeout() {
 
 #[test]
 fn server_handshake_byte_by_byte_with_early_frame() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     let mut input = upgrade_request();
     input.extend(cframe(0x81, b"early"));
     for b in &input {
@@ -659,6 +659,53 @@ fn client_request_and_early_frame_in_the_response_read() {
             Event::Open { protocol: None },
             msg(MessageKind::Binary, &[0x87, 0xD6, 0x12, 0x00])
         ]
+    );
+}
+
+/// The head ends where the engine ends it (the first CRLFCRLF) and httparse
+/// must agree: an earlier bare-LF empty line would make the bytes between
+/// the two ends vanish (neither head nor frames). Rejected as malformed.
+#[test]
+fn client_response_with_an_earlier_bare_lf_end_is_malformed() {
+    let mut c = client(cfg());
+    let req = drain(&mut c, ms(0));
+    let mut resp = response_with(&accept_for(&req), &[]);
+    // `...\r\n\r\n` → `...\r\n\n`, then a frame whose payload holds CRLFCRLF.
+    resp.pop();
+    resp.pop();
+    resp.push(b'\n');
+    resp.extend(sframe(0x81, b"\r\n\r\n"));
+    assert_eq!(c.handle_input(ms(1), &resp), resp.len());
+    let evs = events(&mut c);
+    assert!(
+        !evs.iter().any(|e| matches!(e, Event::Open { .. })),
+        "opened although part of the input vanished: {evs:?}"
+    );
+    assert_eq!(
+        closed_info(&evs).cause,
+        CloseCause::Handshake(HandshakeError::Malformed)
+    );
+}
+
+#[test]
+fn server_request_with_an_earlier_bare_lf_end_is_malformed() {
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
+    let mut req = upgrade_request();
+    req.pop();
+    req.pop();
+    req.push(b'\n');
+    // A zero mask keeps the CRLFCRLF visible to the head scanner.
+    req.extend(frame(0x81, b"\r\n\r\n", Some([0; 4])));
+    assert_eq!(s.handle_input(ms(1), &req), req.len());
+    let out = drain(&mut s, ms(1));
+    assert!(
+        out.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        core::str::from_utf8(&out)
+    );
+    assert_eq!(
+        closed_info(&events(&mut s)).cause,
+        CloseCause::Handshake(HandshakeError::Malformed)
     );
 }
 
@@ -737,7 +784,7 @@ fn client_eof_during_handshake() {
 
 /// Feeds a request to an automatic server; returns the response text.
 fn server_answer(request: &[u8]) -> (String, CloseCause) {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     assert_eq!(s.handle_input(ms(1), request), request.len());
     // The response is written, then the socket closed.
     assert!(s.should_close_socket());
@@ -785,7 +832,7 @@ fn server_answers_bad_requests_with_http_errors() {
 
 #[test]
 fn server_rejects_oversized_request_head() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Automatic).expect("valid config");
     let mut req = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
     while req.len() < 9000 {
         req.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
@@ -800,7 +847,7 @@ fn server_rejects_oversized_request_head() {
 
 #[test]
 fn manual_admission_accept_with_protocol() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Manual);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Manual).expect("valid config");
     let mut input = request_with(&["Sec-WebSocket-Protocol: x, y"]);
     let head_len = input.len();
     input.extend(cframe(0x82, b"hi"));
@@ -861,7 +908,7 @@ fn manual_admission_accept_with_protocol() {
 
 #[test]
 fn manual_admission_respond_404_to_plain_http() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Manual);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Manual).expect("valid config");
     s.handle_input(ms(1), b"GET /missing HTTP/1.1\r\nHost: h\r\n\r\n");
     let ev = events(&mut s);
     let Some(Event::Request(req)) = ev.first() else {
@@ -886,7 +933,7 @@ fn manual_admission_respond_404_to_plain_http() {
 
 #[test]
 fn manual_admission_timeout_while_undecided() {
-    let mut s = Connection::server(cfg(), ms(0), Admission::Manual);
+    let mut s = Connection::server(cfg(), ms(0), Admission::Manual).expect("valid config");
     s.handle_input(ms(1), &upgrade_request());
     assert!(matches!(events(&mut s)[..], [Event::Request(_)]));
     s.handle_timeout(ms(3000));
@@ -929,6 +976,27 @@ fn heartbeat_pings_and_drops_when_unanswered() {
         closed_info(&events(&mut s)).cause,
         CloseCause::HeartbeatTimeout
     );
+}
+
+/// A heartbeat finding the application's ping still queued lets it serve
+/// (any pong answers, spec §2.9) instead of replacing it: the application's
+/// payload is never dropped.
+#[test]
+fn heartbeat_does_not_replace_a_waiting_application_ping() {
+    let mut s = open_server(heartbeat_cfg());
+    s.ping(ms(900), b"app").expect("ping queued");
+    s.handle_timeout(ms(1000));
+    let frames = parse_frames(&drain(&mut s, ms(1000)));
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(
+        (frames[0].opcode(), &frames[0].payload[..]),
+        (0x9, &b"app"[..])
+    );
+    // Its pong answers the heartbeat too.
+    s.handle_input(ms(1500), &cframe(0x8A, b"app"));
+    s.handle_timeout(ms(2000));
+    assert_eq!(s.state(), State::Open);
+    assert_eq!(drain(&mut s, ms(2000)), [0x89, 0x00]);
 }
 
 #[test]

@@ -133,7 +133,8 @@ impl SplitMix64 {
 /// Feeds `stream` to a fresh server in the given pieces; returns its output
 /// and events (reading events after every piece).
 fn run_server(stream: &[u8], splits: &[usize]) -> (Vec<u8>, Vec<Event>) {
-    let mut s = Connection::server(cfg(), Timestamp::ZERO, Admission::Automatic);
+    let mut s =
+        Connection::server(cfg(), Timestamp::ZERO, Admission::Automatic).expect("valid config");
     let mut out = Vec::new();
     let mut ev = Vec::new();
     let mut pos = 0;

@@ -38,7 +38,7 @@ fn pump(from: &mut Connection, to: &mut Connection) -> Vec<u8> {
 fn opened_pair(take_open: bool) -> (Connection, Connection) {
     let config = Arc::new(Config::default());
     let mut client = Connection::client(config.clone(), URL, now(), rng(7)).expect("client");
-    let mut server = Connection::server(config, now(), Admission::Manual);
+    let mut server = Connection::server(config, now(), Admission::Manual).expect("valid config");
     pump(&mut client, &mut server);
     match server.poll_event() {
         Some(Event::Request(r)) => assert!(r.is_upgrade),
@@ -138,7 +138,8 @@ fn adopt_refuses_while_refusing_and_unopened_connections() {
     );
     assert_eq!(host.stats().refused, 1);
     host.set_refuse_new_connections(false);
-    let pending = Connection::server(Arc::new(Config::default()), now(), Admission::Manual);
+    let pending = Connection::server(Arc::new(Config::default()), now(), Admission::Manual)
+        .expect("valid config");
     assert_eq!(
         host.adopt(now(), pending, None, None),
         Err(AdoptError::NotOpen)
@@ -150,4 +151,40 @@ fn adopt_refuses_while_refusing_and_unopened_connections() {
         Err(AdoptError::NotServer)
     );
     assert_eq!(host.connected_count(), 0);
+}
+
+/// A connection adopted with messages already in its event queue (frames
+/// that came right behind the upgrade request, read by the adapter's task):
+/// the application sees `PeerConnected` before the peer's first packet,
+/// whether or not the caller took the `Open` event.
+#[test]
+fn packets_read_before_adoption_follow_peer_connected() {
+    for take_open in [false, true] {
+        let config = Arc::new(Config::default());
+        let mut client = Connection::client(config.clone(), URL, now(), rng(9)).expect("client");
+        let mut server =
+            Connection::server(config, now(), Admission::Automatic).expect("valid config");
+        let mut batch = TransmitBatch::new();
+        client.lease_transmit(&mut batch, 64, usize::MAX);
+        let mut input: Vec<u8> = batch.chunks().flat_map(|c| c.iter().copied()).collect();
+        input.extend(crate::connection::tests::harness::cframe(0x82, b"early"));
+        assert_eq!(server.handle_input(now(), &input), input.len());
+        if take_open {
+            assert!(matches!(server.poll_event(), Some(Event::Open { .. })));
+        }
+        let mut host = server_host();
+        let id = host.adopt(now(), server, None, None).expect("adopt");
+        assert_eq!(
+            host.poll_event(),
+            Some(HostEvent::PeerConnected(id)),
+            "{take_open}"
+        );
+        assert_eq!(
+            host.poll_event(),
+            Some(HostEvent::Packet {
+                from: id,
+                data: Bytes::from_static(b"early")
+            })
+        );
+    }
 }

@@ -279,3 +279,37 @@ fn can_read_is_false_right_after_the_input_that_filled_the_peer() {
     let _ = net.server.get_packet();
     assert!(net.server.can_read(a));
 }
+
+/// Found by the `host_ops` fuzz target: unsolicited pongs and empty
+/// messages count against a connection's `max_queued_packets` until the
+/// host takes them out of its event queue — and the host keeps neither. The
+/// connection stopped at the limit, the host drained it at once, and
+/// `handle_input` returned fewer bytes than offered while `can_read` was
+/// true: an adapter following the contract waited for a `poll_dirty` that
+/// never came. The host now feeds the rest in the same call.
+#[test]
+fn input_is_not_refused_for_events_the_host_drops() {
+    use crate::connection::tests::harness::cframe;
+    let mut net = Net::new(small_inbound());
+    let a = net.join();
+    let _ = net.server_events();
+    let mut input = Vec::new();
+    for _ in 0..20 {
+        input.extend(cframe(0x8A, b"")); // unsolicited pong (RFC 6455 §5.5.3)
+        input.extend(cframe(0x82, b"")); // empty message (discarded, spec §3.5)
+    }
+    input.extend(cframe(0x82, b"data"));
+    let now = net.now;
+    let n = net.server.handle_input(now, a, &input).expect("known");
+    assert!(
+        n == input.len() || !net.server.can_read(a),
+        "refused {} of {} bytes while can_read()",
+        input.len() - n,
+        input.len()
+    );
+    assert_eq!(n, input.len());
+    assert_eq!(
+        net.server.get_packet(),
+        Some((a, Bytes::from_static(b"data")))
+    );
+}
