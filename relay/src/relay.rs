@@ -407,7 +407,9 @@ impl Relay {
                 // The room filled up while this peer authenticated: a clean
                 // close the engine accepts (never 1013: it answers that 1002).
                 tracing::info!(peer = from, "room full after authentication; disconnecting");
-                self.peers.insert(from, PeerState::Admitted);
+                // Still pending here: it was never admitted, so nobody was
+                // told about it and nobody gets a DEL_PEER for it
+                // (spec/scene-multiplayer.md §6 item 7).
                 self.disconnect(from, CLOSE_NORMAL, "room full", out);
                 return self.after_sends(out);
             }

@@ -689,6 +689,34 @@ fn a_full_room_after_authentication_closes_with_1000_never_1013() {
     assert!(!r.is_admitted(2));
 }
 
+/// Found by the relay fuzz target (fuzz/src/relay_drivers.rs): a peer
+/// refused after authenticating (room full) was marked admitted before it
+/// was disconnected, so every admitted peer got a DEL_PEER for a peer it
+/// never got an ADD_PEER for.
+#[test]
+fn a_peer_refused_after_authentication_is_no_del_peer_for_the_others() {
+    let mut r = auth_relay(b"k");
+    join(&mut r, 3, "/");
+    send(&mut r, 3, b"\x07\x00k");
+    send(&mut r, 3, &[0x07, 0x00]);
+    assert!(r.is_admitted(3));
+    join(&mut r, 2, "/");
+    r.out.room_full = true;
+    send(&mut r, 2, b"\x07\x00k");
+    r.packet(T0, 2, Bytes::from_static(&[0x07, 0x00]));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::Disconnect {
+            peer: 2,
+            code: CLOSE_NORMAL,
+            reason: "room full"
+        }]
+    );
+    assert_eq!(r.admitted_in(&RoomName::default_room()), &[3]);
+    r.peer_left(T0, 2);
+    assert_eq!(drain(&mut r), vec![]);
+}
+
 #[test]
 fn counters_follow_traffic() {
     let mut r = relay();

@@ -107,9 +107,11 @@ pub struct Driver {
     broken: bool,
     /// The core took input at the last exchange.
     can_read: bool,
-    /// When the core first asked for the socket to be closed while output
-    /// was still waiting.
+    /// When the core first asked for the socket to be closed.
     close_asked: Option<Timestamp>,
+    /// Our FIN is queued (graceful close): waiting for the peer's end of
+    /// stream, at most until `close_asked + linger`.
+    fin_sent: bool,
     linger: Duration,
     error: Option<io::Error>,
     done: bool,
@@ -135,6 +137,7 @@ impl Driver {
             broken: false,
             can_read: true,
             close_asked: None,
+            fin_sent: false,
             linger,
             error: None,
             done: false,
@@ -182,15 +185,58 @@ impl Driver {
         self.held_at = 0;
     }
 
-    /// Ends the socket gracefully: close_notify (best effort, not waited
-    /// for) and a TCP shutdown.
-    fn close<S: Socket + ?Sized>(&mut self, sock: &S) {
+    /// Starts ending the socket gracefully: close_notify (best effort, not
+    /// waited for) and a FIN after what the kernel still holds (a half
+    /// close); the TLS session and buffers are freed at once. The socket is
+    /// finished when the peer ends its side too (it read everything, our
+    /// FIN included) — or, at `close_asked + linger`, with a reset: a peer
+    /// that stopped reading leaves our FIN stuck behind unsent data in the
+    /// kernel, and closing the descriptor then would leave an orphaned
+    /// connection (FIN-WAIT-1, zero-window probes) holding the kernel
+    /// buffers for minutes while the peer's side stays ESTABLISHED.
+    fn close<S: Socket + ?Sized>(&mut self, sock: &S, now: Timestamp) {
         if let Some(tls) = self.tls.as_deref_mut() {
             tls.send_close_notify();
             let _ = tls::flush(tls, sock);
         }
-        socket::shutdown(sock.sock_ref());
-        self.finish();
+        socket::shutdown_write(sock.sock_ref());
+        self.close_asked.get_or_insert(now);
+        self.fin_sent = true;
+        self.tls = None;
+        self.held = Vec::new();
+        self.held_at = 0;
+    }
+
+    /// After our FIN: discards what the peer still sends until its end of
+    /// stream (then the socket is finished), or waits for more.
+    fn await_peer_fin<S: Socket + ?Sized>(&mut self, sock: &S, scratch: &mut [u8]) -> Want {
+        for _ in 0..MAX_READS {
+            match sock.read(scratch) {
+                Ok(0) => {
+                    self.finish();
+                    return Want::DONE;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Want {
+                        read: true,
+                        deadline: self.close_asked.map(|at| at.saturating_add(self.linger)),
+                        ..Want::default()
+                    };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    self.abort(sock);
+                    return Want::DONE;
+                }
+            }
+        }
+        Want {
+            again: true,
+            deadline: self.close_asked.map(|at| at.saturating_add(self.linger)),
+            ..Want::default()
+        }
     }
 
     /// Reads, exchanges with the core and writes until nothing more can be
@@ -213,6 +259,9 @@ impl Driver {
             self.abort(sock);
             return Want::DONE;
         }
+        if self.fin_sent {
+            return with_buffers(|bufs| self.await_peer_fin(sock, &mut bufs.scratch));
+        }
         with_buffers(|bufs| self.run(sock, ep, now, bufs, true))
     }
 
@@ -227,6 +276,13 @@ impl Driver {
     {
         if self.done {
             return Want::DONE;
+        }
+        if self.fin_sent {
+            // Nothing more to write; `step` waits for the peer's end.
+            return Want {
+                deadline: self.close_asked.map(|at| at.saturating_add(self.linger)),
+                ..Want::default()
+            };
         }
         with_buffers(|bufs| self.run(sock, ep, now, bufs, false))
     }
@@ -341,8 +397,15 @@ impl Driver {
             if status.close {
                 let tls_flushed = self.tls.as_deref().is_none_or(|t| !t.wants_write());
                 if out_empty && wrote == 0 && tls_flushed {
-                    self.close(sock);
-                    return Want::DONE;
+                    self.close(sock, now);
+                    return if reading {
+                        self.await_peer_fin(sock, &mut bufs.scratch)
+                    } else {
+                        Want {
+                            deadline: self.close_asked.map(|at| at.saturating_add(self.linger)),
+                            ..Want::default()
+                        }
+                    };
                 }
                 self.close_asked.get_or_insert(now);
             }

@@ -35,7 +35,10 @@
 //!   driver closes it as soon as the output is out, and at the latest after
 //!   the `linger` given to [`Driver::new`] (the core's `close_timeout`),
 //!   whatever TLS or the kernel still hold — then with a TCP reset, so the
-//!   kernel frees the connection's buffers at once.
+//!   kernel frees the connection's buffers at once. A graceful close is a
+//!   half close (FIN after what the kernel holds) followed by the peer's end
+//!   of stream, within the same bound; a peer that stopped reading gets the
+//!   reset instead of an orphaned connection pinning the kernel buffers.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

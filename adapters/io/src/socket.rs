@@ -89,9 +89,10 @@ pub fn tune_stream(sock: SockRef<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Graceful end: both directions shut down (FIN after what the kernel holds).
-pub(crate) fn shutdown(sock: SockRef<'_>) {
-    let _ = sock.shutdown(Shutdown::Both);
+/// Graceful end of our side: a FIN after what the kernel holds; the peer's
+/// side is still read (until its end of stream).
+pub(crate) fn shutdown_write(sock: SockRef<'_>) {
+    let _ = sock.shutdown(Shutdown::Write);
 }
 
 /// Abortive end: `SO_LINGER` 0, so closing the socket sends a reset and the

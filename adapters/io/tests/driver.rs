@@ -318,3 +318,83 @@ fn a_write_of_zero_bytes_ends_the_socket() {
     );
     assert_eq!(conn.state(), State::Closed);
 }
+
+/// The kernel's TCP state of the socket from local port `local` to remote
+/// port `remote` (`/proc/net/tcp`: 1 = ESTABLISHED), if it still exists.
+fn tcp_state(local: u16, remote: u16) -> Option<u8> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let port = |s: &str| u16::from_str_radix(s.rsplit(':').next()?, 16).ok();
+        (port(f[1])? == local && port(f[2])? == remote)
+            .then(|| u8::from_str_radix(f[3], 16).ok())?
+    })
+}
+
+/// The core drops a peer that stopped reading (heartbeat timeout: its
+/// output is discarded, nothing is left to write) while the kernel still
+/// holds unsent data. A plain shutdown would queue the FIN behind that
+/// data: the peer stays ESTABLISHED forever and, once the descriptor is
+/// closed, an orphaned FIN-WAIT-1 connection keeps the kernel buffers
+/// (issue 10: found by relay/tests/adversarial/release.rs). The driver must
+/// wait for the peer's end at most `linger`, then reset.
+#[test]
+fn a_dropped_peer_that_stopped_reading_is_reset_not_left_established() {
+    if std::fs::metadata("/proc/net/tcp").is_err() {
+        eprintln!("NOTE: no /proc/net/tcp: skipped");
+        return;
+    }
+    for tls in [false, true] {
+        let clock = Clock(Instant::now());
+        let (mut c, mut s) = client_server(tls);
+        let heartbeat = Config {
+            heartbeat_interval: Some(Duration::from_millis(150)),
+            ..(*config()).clone()
+        };
+        s.conn = Connection::server(Arc::new(heartbeat), Timestamp::ZERO, Admission::Automatic);
+        run_until(&clock, &mut c, &mut s, |c, s| {
+            c.conn.state() == State::Open && s.conn.state() == State::Open
+        });
+        let (client_port, server_port) = (
+            c.sock.local_addr().unwrap().port(),
+            s.sock.local_addr().unwrap().port(),
+        );
+        // The client stops here (no reads, no pongs). Fill the kernel buffers.
+        let big = Bytes::from(vec![1u8; 60_000]);
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < end);
+            let _ = s.conn.send(clock.now(), MessageKind::Binary, big.clone());
+            if s.step(&clock).write {
+                break;
+            }
+        }
+        let start = Instant::now();
+        loop {
+            let w = s.step(&clock);
+            if w.done {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "tls={tls}: not released: {w:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // As an adapter does once the driver is done.
+        drop(s);
+        // 2 heartbeat intervals + linger, with room for a loaded machine.
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "tls={tls}: {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let state = tcp_state(client_port, server_port);
+        assert!(
+            state != Some(1),
+            "tls={tls}: the client's socket is still ESTABLISHED (our FIN stuck behind unsent data)"
+        );
+        drop(c);
+    }
+}
