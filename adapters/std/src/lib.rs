@@ -50,6 +50,7 @@ mod stream;
 pub use blocking::{accept, connect, ClientOptions, ServerOptions, WebSocket};
 pub use error::{Direction, Error, PeerError};
 pub use peer::{MultiplayerPeer, Packet};
+pub use wsmp_io::{bind_listener, BindAddress};
 
 pub use wsmp_core::{
     CloseCode, Config, ConnectionStatus, DeflateConfig, HostEvent, Message, MessageKind, PeerId,
