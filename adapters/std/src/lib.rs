@@ -45,7 +45,6 @@
 mod blocking;
 mod error;
 mod peer;
-mod stream;
 
 pub use blocking::{accept, connect, ClientOptions, ServerOptions, WebSocket};
 pub use error::{Direction, Error, PeerError};
