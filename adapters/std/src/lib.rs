@@ -37,6 +37,10 @@
 //! }
 //! ```
 //!
+//! Both drive every socket through the adapters' one I/O driver, [`wsmp_io::Driver`] (reads,
+//! rustls, backpressure, writes, a bounded close), and bind listeners with its one rule,
+//! [`BindAddress`] / [`bind_listener`].
+//!
 //! TLS options are the engine's `TLSOptions` ([`TlsClientOptions`], [`TlsServerOptions`],
 //! from `wsmp-tls`, shared with the tokio adapter).
 #![deny(missing_docs)]
