@@ -106,9 +106,8 @@ pub struct AdminListener {
 impl AdminListener {
     /// Binds `addr` (port 0 = any free port). Must be called inside a tokio runtime.
     pub fn bind(addr: SocketAddr) -> std::io::Result<AdminListener> {
-        let std_listener = std::net::TcpListener::bind(addr)?;
-        std_listener.set_nonblocking(true)?;
-        let listener = TcpListener::from_std(std_listener)?;
+        // The bind rule of every wsmp listener (wsmp_io::BindAddress): non-blocking.
+        let listener = TcpListener::from_std(wsmp_tokio::bind_listener(addr)?)?;
         let addr = listener.local_addr()?;
         Ok(AdminListener { listener, addr })
     }

@@ -22,6 +22,11 @@ pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 /// (fairness; [`Want::again`] says there may be more).
 const MAX_READS: usize = 16;
 
+/// Up to this many bytes written in all, a close does not wait for the
+/// peer's end of stream (`Driver::close`): below any receive window a TCP
+/// peer opens, so it can strand at most this much in the kernel.
+pub(crate) const QUICK_CLOSE_BYTES: usize = 16 * 1024;
+
 /// Exchanges per step (a bound on the work of one step whatever the core
 /// keeps producing).
 const MAX_ROUNDS: usize = 64;
@@ -112,6 +117,9 @@ pub struct Driver {
     /// Our FIN is queued (graceful close): waiting for the peer's end of
     /// stream, at most until `close_asked + linger`.
     fin_sent: bool,
+    /// Plaintext bytes written to this socket in all (saturating): decides
+    /// whether a close must wait for the peer's end (see `close`).
+    sent: usize,
     linger: Duration,
     error: Option<io::Error>,
     done: bool,
@@ -138,6 +146,7 @@ impl Driver {
             can_read: true,
             close_asked: None,
             fin_sent: false,
+            sent: 0,
             linger,
             error: None,
             done: false,
@@ -194,10 +203,22 @@ impl Driver {
     /// kernel, and closing the descriptor then would leave an orphaned
     /// connection (FIN-WAIT-1, zero-window probes) holding the kernel
     /// buffers for minutes while the peer's side stays ESTABLISHED.
-    fn close<S: Socket + ?Sized>(&mut self, sock: &S, now: Timestamp) {
+    ///
+    /// A socket that never carried more than [`QUICK_CLOSE_BYTES`] (a
+    /// refused or timed-out handshake, a short session) is shut down both
+    /// ways and finished at once, as a lone HTTP error answer is: what the
+    /// kernel may still hold for it is too small to matter, and a caller
+    /// such as `accept` must not wait `linger` for a client that reads our
+    /// answer before it closes. Returns true when the socket is finished.
+    fn close<S: Socket + ?Sized>(&mut self, sock: &S, now: Timestamp) -> bool {
         if let Some(tls) = self.tls.as_deref_mut() {
             tls.send_close_notify();
             let _ = tls::flush(tls, sock);
+        }
+        if self.sent <= QUICK_CLOSE_BYTES {
+            socket::shutdown_both(sock.sock_ref());
+            self.finish();
+            return true;
         }
         socket::shutdown_write(sock.sock_ref());
         self.close_asked.get_or_insert(now);
@@ -205,6 +226,7 @@ impl Driver {
         self.tls = None;
         self.held = Vec::new();
         self.held_at = 0;
+        false
     }
 
     /// After our FIN: discards what the peer still sends until its end of
@@ -377,6 +399,7 @@ impl Driver {
                 match self.write(sock, &bufs.batch) {
                     Ok(n) => {
                         wrote = n;
+                        self.sent = self.sent.saturating_add(n);
                         write_blocked = match self.tls.as_deref() {
                             Some(t) => t.wants_write(),
                             None => n < bufs.batch.len(),
@@ -397,7 +420,9 @@ impl Driver {
             if status.close {
                 let tls_flushed = self.tls.as_deref().is_none_or(|t| !t.wants_write());
                 if out_empty && wrote == 0 && tls_flushed {
-                    self.close(sock, now);
+                    if self.close(sock, now) {
+                        return Want::DONE;
+                    }
                     return if reading {
                         self.await_peer_fin(sock, &mut bufs.scratch)
                     } else {

@@ -25,6 +25,12 @@
 //! peers are served by many tasks) takes its lock inside `exchange` only.
 //! Socket I/O and TLS work run outside it, on the connection's own buffers.
 //!
+//! ## Listening
+//!
+//! [`BindAddress`] and [`bind_listener`] are the one bind rule of every wsmp
+//! server (`SO_REUSEADDR`; IPv6 addresses IPv6-only, dual-stack only for
+//! `*`): see [`BindAddress`].
+//!
 //! ## Bounds
 //!
 //! - Input the core cannot take yet (backpressure) is held per connection:
@@ -44,9 +50,11 @@
 
 mod driver;
 mod endpoint;
+mod listen;
 mod socket;
 mod tls;
 
 pub use driver::{Driver, Want, READ_CHUNK, TLS_BUFFER_LIMIT};
 pub use endpoint::{Endpoint, Exchange, HostPeer, Status};
+pub use listen::{bind_listener, BindAddress};
 pub use socket::{tune_stream, Socket};

@@ -95,6 +95,11 @@ pub(crate) fn shutdown_write(sock: SockRef<'_>) {
     let _ = sock.shutdown(Shutdown::Write);
 }
 
+/// Graceful end of both directions: a FIN after what the kernel holds.
+pub(crate) fn shutdown_both(sock: SockRef<'_>) {
+    let _ = sock.shutdown(Shutdown::Both);
+}
+
 /// Abortive end: `SO_LINGER` 0, so closing the socket sends a reset and the
 /// kernel drops its buffers at once instead of keeping an orphaned
 /// connection alive for a peer that does not read.

@@ -351,7 +351,8 @@ fn a_dropped_peer_that_stopped_reading_is_reset_not_left_established() {
             heartbeat_interval: Some(Duration::from_millis(150)),
             ..(*config()).clone()
         };
-        s.conn = Connection::server(Arc::new(heartbeat), Timestamp::ZERO, Admission::Automatic);
+        s.conn = Connection::server(Arc::new(heartbeat), Timestamp::ZERO, Admission::Automatic)
+            .expect("valid config");
         run_until(&clock, &mut c, &mut s, |c, s| {
             c.conn.state() == State::Open && s.conn.state() == State::Open
         });
@@ -397,4 +398,62 @@ fn a_dropped_peer_that_stopped_reading_is_reset_not_left_established() {
         );
         drop(c);
     }
+}
+
+/// The same for a peer of a multiplayer host (the endpoint the std adapter's
+/// `MultiplayerPeer` drives every socket with): the 101 cannot be written,
+/// the socket ends with `WriteZero` instead of waiting forever with its
+/// output queued; the host reports the peer gone and forgets it once it is
+/// released.
+#[test]
+fn a_write_of_zero_bytes_ends_a_host_peer() {
+    use wsmp_core::host::Host;
+    use wsmp_io::HostPeer;
+    let clock = Clock(Instant::now());
+    let (mut c, s) = pair();
+    let sock = WritesZero(s);
+    let mut host = Host::server(
+        Config::default(),
+        wsmp_core::connection::Admission::Automatic,
+        rng(),
+    )
+    .unwrap();
+    let id = host.accept(clock.now(), None).unwrap();
+    c.set_nonblocking(false).unwrap();
+    c.write_all(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut driver = Driver::new(None, Duration::from_secs(1));
+    let end = Instant::now() + Duration::from_secs(5);
+    let want = loop {
+        assert!(Instant::now() < end, "the socket never ended");
+        let w = driver.step(
+            &sock,
+            &mut HostPeer {
+                host: &mut host,
+                id,
+            },
+            clock.now(),
+        );
+        if w.done {
+            break w;
+        }
+        // Nothing may be waited for on a socket that cannot be written.
+        assert!(!w.write, "{w:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(want.done);
+    assert_eq!(
+        driver.take_error().map(|e| e.kind()),
+        Some(std::io::ErrorKind::WriteZero)
+    );
+    host.release(clock.now(), id);
+    assert!(host.connection(id).is_none());
+    let signals: Vec<_> = std::iter::from_fn(|| host.poll_signal()).collect();
+    assert!(
+        matches!(signals.last(), Some(wsmp_core::HostEvent::PeerDisconnected { peer, .. }) if *peer == id),
+        "{signals:?}"
+    );
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -28,7 +27,8 @@ fn main() {
     });
     let mut listeners = Vec::new();
     for addr in addrs {
-        match TcpListener::bind(addr) {
+        // The bind rule of every wsmp server (wsmp_io::BindAddress); served blocking here.
+        match wsmp_std::bind_listener(addr).and_then(|l| l.set_nonblocking(false).map(|()| l)) {
             Ok(l) => listeners.push(l),
             Err(e) => {
                 eprintln!("echo: cannot listen on {addr}: {e}");

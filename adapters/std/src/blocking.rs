@@ -1,25 +1,30 @@
 //! Blocking single connections: [`connect`], [`accept`] and [`WebSocket`].
+//!
+//! Underneath, the socket is non-blocking and driven by the adapters' one I/O driver
+//! ([`wsmp_io::Driver`] with the [`Connection`] endpoint: reads, TLS, backpressure, writes,
+//! the connection's timers and the bounded close are written once there). A blocking call
+//! steps the driver and, when it has to wait, waits for the readiness the driver asked for
+//! ([`Want`]) with a `mio` poller of its own, bounded by the connection's next timer and the
+//! caller's read or write timeout.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rustls::{ClientConnection, ServerConnection, StreamOwned};
-use wsmp_core::connection::{Admission, ClientError, CloseInfo, Event};
+use mio::{Events, Interest, Poll, Token};
+use wsmp_core::connection::{Admission, ClientError, CloseCause, CloseInfo, Event};
 use wsmp_core::handshake::WsUrl;
 use wsmp_core::{CloseCode, Config, Connection, Message, MessageKind};
+use wsmp_io::{Driver, Socket, Want};
 use wsmp_tls::{TlsClientOptions, TlsServerOptions};
 
 use crate::error::{from_io, Direction, Error};
-use crate::stream::Stream;
 use crate::{os_rng, Clock};
 
-/// Bytes read from the socket at a time.
-const READ_BUF: usize = 64 * 1024;
-/// Slices gathered for one vectored write.
-const MAX_IOV: usize = 64;
+/// The socket's token in its own poller.
+const SOCKET: Token = Token(0);
 
 /// Options of [`connect`].
 #[derive(Debug, Clone, Default)]
@@ -52,20 +57,61 @@ pub struct ServerOptions {
 #[derive(Debug)]
 pub struct WebSocket {
     conn: Connection,
-    stream: Stream,
+    sock: mio::net::TcpStream,
+    driver: Driver,
+    waiter: Waiter,
     clock: Clock,
-    buf: Box<[u8]>,
-    /// Unconsumed input is `buf[lo..hi]`.
-    lo: usize,
-    hi: usize,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    /// The socket timeouts currently set (to avoid a syscall per call).
-    socket_read_timeout: Option<Option<Duration>>,
-    socket_write_timeout: Option<Option<Duration>>,
     closed: Option<CloseInfo>,
-    eof: bool,
-    socket_closed: bool,
+}
+
+/// Waits for the readiness of one socket (edge-triggered: the driver has read or written
+/// until the socket would block before anyone waits).
+#[derive(Debug)]
+struct Waiter {
+    poll: Poll,
+    events: Events,
+    /// What the socket is registered for.
+    interest: Interest,
+}
+
+impl Waiter {
+    fn new(sock: &mut mio::net::TcpStream) -> io::Result<Waiter> {
+        let poll = Poll::new()?;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        poll.registry().register(sock, SOCKET, interest)?;
+        Ok(Waiter {
+            poll,
+            events: Events::with_capacity(4),
+            interest,
+        })
+    }
+
+    /// Waits until the socket is readable (`read`) or writable (`write`), or `timeout`.
+    fn wait(
+        &mut self,
+        sock: &mut mio::net::TcpStream,
+        read: bool,
+        write: bool,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let interest = match (read, write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            // Only a timer: whatever is registered may wake us early, which is harmless.
+            (false, false) => None,
+        };
+        if let Some(interest) = interest.filter(|i| *i != self.interest) {
+            self.poll.registry().reregister(sock, SOCKET, interest)?;
+            self.interest = interest;
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Opens a WebSocket to `url` (`ws://` or `wss://`), blocking until the opening handshake is
@@ -118,21 +164,20 @@ pub fn connect(url: &str, options: ClientOptions) -> Result<WebSocket, Error> {
                 io::Error::new(io::ErrorKind::NotFound, "the host has no address")
             }))
         })?;
-    let _ = tcp.set_nodelay(true);
-    let stream = match tls {
-        Some((config, name)) => {
-            let session = ClientConnection::new(config, name).map_err(Error::Tls)?;
-            Stream::Client(Box::new(StreamOwned::new(session, tcp)))
-        }
-        None => Stream::Plain(tcp),
+    let tls = match tls {
+        Some((config, name)) => Some(Box::new(rustls::Connection::Client(
+            rustls::ClientConnection::new(config, name).map_err(Error::Tls)?,
+        ))),
+        None => None,
     };
     let mut ws = WebSocket::new(
         conn,
-        stream,
+        tcp,
+        tls,
         clock,
         options.read_timeout,
         options.write_timeout,
-    );
+    )?;
     ws.open()?;
     Ok(ws)
 }
@@ -148,21 +193,20 @@ pub fn accept(stream: TcpStream, options: &ServerOptions) -> Result<WebSocket, E
         Admission::Automatic,
     )
     .map_err(Error::Config)?;
-    let _ = stream.set_nodelay(true);
-    let stream = match &options.tls {
-        Some(tls) => {
-            let session = ServerConnection::new(tls.config()).map_err(Error::Tls)?;
-            Stream::Server(Box::new(StreamOwned::new(session, stream)))
-        }
-        None => Stream::Plain(stream),
+    let tls = match &options.tls {
+        Some(tls) => Some(Box::new(rustls::Connection::Server(
+            rustls::ServerConnection::new(tls.config()).map_err(Error::Tls)?,
+        ))),
+        None => None,
     };
     let mut ws = WebSocket::new(
         conn,
         stream,
+        tls,
         clock,
         options.read_timeout,
         options.write_timeout,
-    );
+    )?;
     ws.open()?;
     Ok(ws)
 }
@@ -170,259 +214,156 @@ pub fn accept(stream: TcpStream, options: &ServerOptions) -> Result<WebSocket, E
 impl WebSocket {
     fn new(
         conn: Connection,
-        stream: Stream,
+        tcp: TcpStream,
+        tls: Option<Box<rustls::Connection>>,
         clock: Clock,
         read_timeout: Option<Duration>,
         write_timeout: Option<Duration>,
-    ) -> WebSocket {
-        WebSocket {
+    ) -> Result<WebSocket, Error> {
+        tcp.set_nonblocking(true).map_err(Error::Io)?;
+        let mut sock = mio::net::TcpStream::from_std(tcp);
+        wsmp_io::tune_stream(sock.sock_ref()).map_err(Error::Io)?;
+        let waiter = Waiter::new(&mut sock).map_err(Error::Io)?;
+        let linger = conn.config().close_timeout;
+        Ok(WebSocket {
             conn,
-            stream,
+            sock,
+            driver: Driver::new(tls, linger),
+            waiter,
             clock,
-            buf: vec![0; READ_BUF].into_boxed_slice(),
-            lo: 0,
-            hi: 0,
             read_timeout,
             write_timeout,
-            socket_read_timeout: None,
-            socket_write_timeout: None,
             closed: None,
-            eof: false,
-            socket_closed: false,
-        }
+        })
     }
 
-    /// TLS handshake (if any), then the WebSocket opening handshake.
+    /// TLS handshake (if any), then the WebSocket opening handshake, bounded by the core's
+    /// handshake timer.
     fn open(&mut self) -> Result<(), Error> {
-        self.tls_handshake()?;
         loop {
-            self.flush()?;
+            let want = self.step();
             while let Some(event) = self.conn.poll_event() {
                 match event {
                     Event::Open { .. } => return Ok(()),
                     Event::Closed(info) => {
-                        self.finish_socket();
                         self.closed = Some(info.clone());
-                        return Err(Error::Handshake(info));
+                        return Err(self.open_failed(info));
                     }
                     _ => {}
                 }
             }
-            self.step(None)?;
+            if want.done {
+                let info = self.close_info();
+                return Err(self.open_failed(info));
+            }
+            self.wait(want, None)?;
         }
     }
 
-    /// Completes the TLS handshake within the core's handshake deadline.
-    fn tls_handshake(&mut self) -> Result<(), Error> {
-        loop {
-            let handshaking = match &self.stream {
-                Stream::Plain(_) => false,
-                Stream::Client(s) => s.conn.is_handshaking(),
-                Stream::Server(s) => s.conn.is_handshaking(),
-            };
-            if !handshaking {
-                return Ok(());
-            }
-            let now = self.clock.now();
-            let deadline = self.conn.poll_timeout().and_then(|t| self.clock.instant(t));
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                self.conn.handle_timeout(now);
-                let info = self.drain_closed();
-                self.finish_socket();
-                return Err(Error::Handshake(info));
-            }
-            let timeout = deadline.map(remaining);
-            self.set_socket_timeouts(timeout, timeout);
-            let result = match &mut self.stream {
-                Stream::Plain(_) => Ok((0, 0)),
-                Stream::Client(s) => s.conn.complete_io(&mut s.sock),
-                Stream::Server(s) => s.conn.complete_io(&mut s.sock),
-            };
-            match result {
-                Ok((0, 0)) => {
-                    // End of stream during the TLS handshake.
-                    self.conn.handle_eof(now);
-                    let info = self.drain_closed();
-                    self.finish_socket();
-                    return Err(Error::Handshake(info));
-                }
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.conn.abort(now);
-                    let _ = self.drain_closed();
-                    self.finish_socket();
-                    return Err(from_io(e));
-                }
-            }
+    /// Why the opening handshake failed: a TLS or socket error if there was one, else how
+    /// the core ended it (timeout, HTTP status, end of stream...).
+    fn open_failed(&mut self, info: CloseInfo) -> Error {
+        match self.driver.take_error() {
+            Some(e) if !ended(&e) => from_io(e),
+            _ => Error::Handshake(info),
         }
     }
 
-    /// The Closed info after a failure (the event is consumed).
-    fn drain_closed(&mut self) -> CloseInfo {
-        while let Some(event) = self.conn.poll_event() {
-            if let Event::Closed(info) = event {
-                self.closed = Some(info.clone());
-                return info;
-            }
-        }
+    /// How the connection ended (when its `Closed` event is not at hand).
+    fn close_info(&self) -> CloseInfo {
         self.conn.close_info().cloned().unwrap_or(CloseInfo {
             code: CloseCode::ABNORMAL,
             reason: String::new(),
             clean: false,
-            cause: wsmp_core::connection::CloseCause::Eof,
+            cause: CloseCause::Eof,
         })
     }
 
-    fn set_socket_timeouts(&mut self, read: Option<Duration>, write: Option<Duration>) {
-        if self.socket_read_timeout != Some(read) {
-            let _ = self.stream.tcp().set_read_timeout(read);
-            self.socket_read_timeout = Some(read);
-        }
-        if self.socket_write_timeout != Some(write) {
-            let _ = self.stream.tcp().set_write_timeout(write);
-            self.socket_write_timeout = Some(write);
-        }
-    }
-
-    /// Writes all queued output (blocking, bounded by the write timeout), then closes the
-    /// socket if the core asks for it.
-    fn flush(&mut self) -> Result<(), Error> {
-        let write_timeout = self.write_timeout;
-        let read_timeout = self.socket_read_timeout.flatten();
-        self.set_socket_timeouts(read_timeout, write_timeout);
-        while self.conn.transmit_len() > 0 && !self.socket_closed {
-            let result = {
-                let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                let mut k = 0;
-                for chunk in self.conn.transmit().take(MAX_IOV) {
-                    iov[k] = IoSlice::new(chunk);
-                    k += 1;
-                }
-                self.stream.write_vectored(&iov[..k])
-            };
-            let now = self.clock.now();
-            match result {
-                Ok(0) => return Err(self.write_failed(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.conn.advance_transmit(now, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(Error::Timeout(Direction::Write)),
-                Err(e) => return Err(self.write_failed(e)),
-            }
-        }
-        if !self.socket_closed {
-            match self.stream.flush() {
-                Ok(()) => {}
-                Err(e) if is_timeout(&e) => return Err(Error::Timeout(Direction::Write)),
-                Err(e) => return Err(self.write_failed(e)),
-            }
-        }
-        if self.conn.should_close_socket() && self.conn.transmit_len() == 0 {
-            self.finish_socket();
-        }
-        Ok(())
-    }
-
-    fn write_failed(&mut self, e: io::Error) -> Error {
+    /// One driver step: timers, reads, writes, closing.
+    fn step(&mut self) -> Want {
         let now = self.clock.now();
-        self.eof = true;
-        self.conn.handle_eof(now);
-        self.conn.abort(now);
-        self.finish_socket();
-        from_io(e)
+        self.driver.step(&self.sock, &mut self.conn, now)
     }
 
-    fn finish_socket(&mut self) {
-        if !self.socket_closed {
-            self.socket_closed = true;
-            self.stream.shutdown();
-        }
-    }
-
-    /// One unit of progress: a due timer, buffered input, or one socket read (bounded by the
-    /// next core deadline and `user_deadline`).
-    fn step(&mut self, user_deadline: Option<Instant>) -> Result<(), Error> {
-        let now = self.clock.now();
-        let core_deadline = self.conn.poll_timeout();
-        if core_deadline.is_some_and(|t| t <= now) {
-            self.conn.handle_timeout(now);
+    /// Waits for what `want` asks, at most until its deadline and `user_deadline`.
+    fn wait(&mut self, want: Want, user_deadline: Option<Instant>) -> Result<(), Error> {
+        if want.again {
             return Ok(());
         }
-        if self.lo < self.hi {
-            if !self.conn.can_read() {
-                // Backpressure: the caller reads events first.
-                return Ok(());
-            }
-            let n = self.conn.handle_input(now, &self.buf[self.lo..self.hi]);
-            self.lo += n;
-            if n > 0 {
-                return Ok(());
-            }
-        }
-        if self.eof || self.socket_closed {
-            if core_deadline.is_none() {
-                // Nothing can happen any more: make sure the core knows.
-                self.conn.abort(now);
-                return Ok(());
-            }
-            std::thread::sleep(remaining(
-                self.clock
-                    .instant(core_deadline.unwrap_or(now))
-                    .unwrap_or_else(Instant::now),
-            ));
-            return Ok(());
-        }
-        let core_instant = core_deadline.and_then(|t| self.clock.instant(t));
-        let deadline = match (core_instant, user_deadline) {
+        let core = want.deadline.and_then(|t| self.clock.instant(t));
+        let deadline = match (core, user_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let timeout = deadline.map(remaining);
-        let write_timeout = self.write_timeout;
-        self.set_socket_timeouts(timeout, write_timeout);
-        match self.stream.read(&mut self.buf) {
-            Ok(0) => {
-                self.eof = true;
-                self.conn.handle_eof(self.clock.now());
-                Ok(())
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        self.waiter
+            .wait(&mut self.sock, want.read, want.write, timeout)
+            .map_err(Error::Io)
+    }
+
+    /// A read or write error that is not just the end of the stream (those are reported as
+    /// `Closed` by the core).
+    fn failure(&mut self) -> Option<Error> {
+        let e = self.driver.take_error()?;
+        (!ended(&e)).then(|| from_io(e))
+    }
+
+    /// Takes events up to the next message; a `Closed` event is kept in `closed`.
+    fn next_message(&mut self) -> Option<Message> {
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::Message(m) => return Some(m),
+                Event::Closed(info) => self.closed = Some(info),
+                _ => {}
             }
-            Ok(n) => {
-                let now = self.clock.now();
-                self.lo = self.conn.handle_input(now, &self.buf[..n]);
-                self.hi = n;
-                Ok(())
+        }
+        None
+    }
+
+    /// After the closing handshake: drives the socket to its end (the close reply written,
+    /// the server's end of stream awaited by a client), bounded by the connection's timers
+    /// and the driver's linger, and by `user_deadline`.
+    fn finish(&mut self, user_deadline: Option<Instant>) {
+        while !self.driver.is_done() {
+            let want = self.step();
+            let _ = self.driver.take_error();
+            while self.conn.poll_event().is_some() {}
+            let idle = !want.read && !want.write && !want.again && want.deadline.is_none();
+            if want.done || idle || user_deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(e) if is_timeout(&e) => {
-                let now = Instant::now();
-                let core_due = core_instant.is_some_and(|d| now >= d);
-                if !core_due && user_deadline.is_some_and(|d| now >= d) {
-                    Err(Error::Timeout(Direction::Read))
-                } else {
-                    Ok(())
-                }
+            if self.wait(want, user_deadline).is_err() {
+                return;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::UnexpectedEof
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                // TLS: the peer closed TCP without close_notify; or the peer reset the
-                // connection. Either way the stream has ended: the core reports how.
-                self.eof = true;
-                self.conn.handle_eof(self.clock.now());
-                Ok(())
+        }
+    }
+
+    /// Writes all queued output (waiting for the socket at most the write timeout).
+    fn flush(&mut self) -> Result<(), Error> {
+        let user_deadline = self.write_timeout.map(|t| Instant::now() + t);
+        loop {
+            let now = self.clock.now();
+            let want = self.driver.flush(&self.sock, &mut self.conn, now);
+            if let Some(e) = self.driver.take_error() {
+                return Err(from_io(e));
             }
-            Err(e) => {
-                let now = self.clock.now();
-                self.eof = true;
-                self.conn.handle_eof(now);
-                self.finish_socket();
-                Err(from_io(e))
+            if want.done || !want.write && !want.again {
+                return Ok(());
             }
+            if want.again {
+                continue;
+            }
+            if user_deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout(Direction::Write));
+            }
+            // Writing only: input waits in the kernel meanwhile.
+            self.wait(
+                Want {
+                    read: false,
+                    ..want
+                },
+                user_deadline,
+            )?;
         }
     }
 
@@ -471,26 +412,31 @@ impl WebSocket {
     pub fn recv(&mut self) -> Result<Message, Error> {
         let user_deadline = self.read_timeout.map(|t| Instant::now() + t);
         loop {
-            while let Some(event) = self.conn.poll_event() {
-                match event {
-                    Event::Message(m) => {
-                        // Pongs and close replies produced by the input go out now.
-                        let _ = self.flush();
-                        return Ok(m);
-                    }
-                    Event::Closed(info) => {
-                        let _ = self.flush();
-                        self.closed = Some(info);
-                    }
-                    _ => {}
-                }
+            if let Some(m) = self.next_message() {
+                return Ok(m);
             }
             if let Some(info) = self.closed.clone() {
-                let _ = self.flush();
+                self.finish(user_deadline);
                 return Err(Error::Closed(info));
             }
-            self.flush()?;
-            self.step(user_deadline)?;
+            if self.driver.is_done() {
+                self.closed = Some(self.close_info());
+                continue;
+            }
+            let want = self.step();
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            if let Some(m) = self.next_message() {
+                return Ok(m);
+            }
+            if self.closed.is_some() || want.done || want.again {
+                continue;
+            }
+            if user_deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout(Direction::Read));
+            }
+            self.wait(want, user_deadline)?;
         }
     }
 
@@ -505,14 +451,17 @@ impl WebSocket {
                     self.closed = Some(info);
                 }
             }
-            self.flush()?;
-            if let Some(info) = self.closed.clone() {
-                if self.conn.should_close_socket() || self.socket_closed {
-                    self.finish_socket();
-                    return Ok(info);
-                }
+            if self.driver.is_done() {
+                return Ok(self.closed.clone().unwrap_or_else(|| self.close_info()));
             }
-            self.step(None)?;
+            let want = self.step();
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            if want.done || want.again {
+                continue;
+            }
+            self.wait(want, None)?;
         }
     }
 
@@ -533,7 +482,7 @@ impl WebSocket {
 
     /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.tcp().peer_addr()
+        self.sock.peer_addr()
     }
 
     /// The core connection (state, queue sizes, close info).
@@ -542,22 +491,14 @@ impl WebSocket {
     }
 }
 
-impl Drop for WebSocket {
-    fn drop(&mut self) {
-        self.finish_socket();
-    }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
+/// The peer ended the stream (reset, or TCP closed without TLS close_notify): the core
+/// reports it as the end of the connection, not as an error of its own.
+fn ended(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
     )
-}
-
-/// Time left until `deadline`, at least 1 ms (a zero socket timeout is an error).
-fn remaining(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
 }

@@ -37,6 +37,10 @@
 //! }
 //! ```
 //!
+//! Both drive every socket through the adapters' one I/O driver, [`wsmp_io::Driver`] (reads,
+//! rustls, backpressure, writes, a bounded close), and bind listeners with its one rule,
+//! [`BindAddress`] / [`bind_listener`].
+//!
 //! TLS options are the engine's `TLSOptions` ([`TlsClientOptions`], [`TlsServerOptions`],
 //! from `wsmp-tls`, shared with the tokio adapter).
 #![deny(missing_docs)]
@@ -45,11 +49,11 @@
 mod blocking;
 mod error;
 mod peer;
-mod stream;
 
 pub use blocking::{accept, connect, ClientOptions, ServerOptions, WebSocket};
 pub use error::{Direction, Error, PeerError};
 pub use peer::{MultiplayerPeer, Packet};
+pub use wsmp_io::{bind_listener, BindAddress};
 
 pub use wsmp_core::{
     CloseCode, Config, ConnectionStatus, DeflateConfig, HostEvent, Message, MessageKind, PeerId,

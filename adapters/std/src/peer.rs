@@ -1,8 +1,25 @@
 //! The poll-driven multiplayer peer (spec/websocket-peer.md §3).
+//!
+//! Every socket — a server's peers and a client's connection to its server — is driven by
+//! the one I/O driver of the adapters ([`wsmp_io::Driver`]) with the peer's
+//! [`HostPeer`] endpoint: reads, TLS, backpressure, writes and the bounded close are
+//! written once there. This module waits on readiness (mio, edge-triggered), accepts,
+//! connects, and decides which socket to step when:
+//!
+//! - a readiness event arrived for it;
+//! - the driver asked to be called again without an event ([`Want::again`](wsmp_io::Want::again): its work
+//!   bound was reached with more possibly ready);
+//! - the host named it in `poll_dirty` (new output, to be closed, or readable again after
+//!   backpressure);
+//! - its close bound ([`Want::deadline`](wsmp_io::Want::deadline)) passed.
+//!
+//! A socket the driver is done with ([`Want::done`](wsmp_io::Want::done)) is deregistered, dropped and
+//! released from the host. There are no locks: `poll()` runs on the caller's thread.
 
-use std::collections::HashMap;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,20 +31,15 @@ use wsmp_core::connection::{Admission, ClientError};
 use wsmp_core::handshake::WsUrl;
 use wsmp_core::host::{HostSendError, SendReport, UnknownPeer};
 use wsmp_core::{Config, ConnectionStatus, Host, HostEvent, PeerId, Target, Timestamp};
+use wsmp_io::{BindAddress, Driver, HostPeer, Socket};
 use wsmp_tls::{TlsClientOptions, TlsServerOptions};
 
 use crate::error::PeerError;
 use crate::{os_rng, Clock};
 
 const LISTENER: Token = Token(0);
-/// Bytes read from a socket at a time (one shared buffer).
-const READ_CHUNK: usize = 64 * 1024;
-/// Reads per socket per `poll()` before moving on (fairness; the rest waits for the next).
-const READS_PER_POLL: usize = 16;
 /// Accepts per `poll()`.
 const ACCEPTS_PER_POLL: usize = 128;
-/// Slices gathered for one vectored write.
-const MAX_IOV: usize = 64;
 /// While a name is being resolved (no socket to wait on), `poll_wait` sleeps at most this long.
 const RESOLVE_POLL: Duration = Duration::from_millis(5);
 
@@ -40,20 +52,27 @@ pub struct Packet {
     pub data: Bytes,
 }
 
-/// One socket of a peer.
+/// One socket of a peer and its driver.
 #[derive(Debug)]
 struct Sock {
     stream: TcpStream,
-    tls: Option<Box<rustls::Connection>>,
-    /// Input read but not yet taken by the core (backpressure); at most `READ_CHUNK` bytes.
-    leftover: Vec<u8>,
-    /// Edge-triggered readiness: may have data to read.
-    readable: bool,
-    /// The last write would have blocked; wait for a writable event.
-    write_blocked: bool,
-    eof: bool,
+    driver: Driver,
+    /// The last step read until the socket would block: a readable event will come, so a
+    /// visit for output only need not read.
+    read_armed: bool,
+    /// The driver's bound on closing, while one runs (also in `Inner::deadlines`).
+    deadline: Option<Timestamp>,
     /// In the work list already.
     queued: bool,
+}
+
+/// How a socket is visited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    /// Read, exchange with the host, write ([`Driver::step`]).
+    Step,
+    /// New output only: write without reading when a readable event is awaited anyway.
+    Output,
 }
 
 /// Client connection set-up, before the socket becomes peer 1's.
@@ -87,10 +106,15 @@ struct Inner {
     tls_server: Option<Arc<rustls::ServerConfig>>,
     client: Option<ClientSetup>,
     socks: HashMap<PeerId, Sock>,
-    /// Peers to visit in the next `poll()`: ready, or stalled with unread input.
+    /// Sockets to step in the next pass without an event (`Want::again`).
     work: Vec<PeerId>,
-    work_next: Vec<PeerId>,
-    scratch: Box<[u8]>,
+    /// Close bounds of the sockets, earliest first (entries whose socket moved on are
+    /// skipped when they come up).
+    deadlines: BinaryHeap<Reverse<(Timestamp, PeerId)>>,
+    /// Scratch list of the peers `poll_dirty` named.
+    dirty: Vec<PeerId>,
+    /// The driver's bound on closing (the core's `close_timeout`).
+    linger: Duration,
     last_error: Option<String>,
 }
 
@@ -151,7 +175,9 @@ impl MultiplayerPeer {
     }
 
     /// `create_server(port, bind_address, tls_server_options)` (spec §3.3). `bind_address` is
-    /// an IP address or `*` (every address, IPv6 and IPv4 where possible); port 0 picks a free
+    /// an IP address or `*` (every address, IPv6 and IPv4 on one dual-stack socket where
+    /// possible); an IPv6 address such as `::` is bound IPv6-only, so `::` and `0.0.0.0` can
+    /// listen on the same port side by side ([`wsmp_io::BindAddress`]). Port 0 picks a free
     /// port (see [`local_addr`](Self::local_addr)).
     pub fn create_server(
         &mut self,
@@ -163,23 +189,9 @@ impl MultiplayerPeer {
             return Err(PeerError::AlreadyInUse);
         }
         self.inner = None;
-        let ip: IpAddr = if bind_address == "*" {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        } else {
-            bind_address
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .map_err(|_| PeerError::InvalidBindAddress(bind_address.to_string()))?
-        };
-        let listener = match bind(SocketAddr::new(ip, port)) {
-            Ok(l) => l,
-            // No IPv6 on this machine: the wildcard falls back to IPv4.
-            Err(_) if bind_address == "*" => {
-                bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port)).map_err(PeerError::Bind)?
-            }
-            Err(e) => return Err(PeerError::Bind(e)),
-        };
+        let address = BindAddress::parse(bind_address)
+            .ok_or_else(|| PeerError::InvalidBindAddress(bind_address.to_string()))?;
+        let listener = address.bind(port).map_err(PeerError::Bind)?;
         let mut listener = TcpListener::from_std(listener);
         let local_addr = listener.local_addr().ok();
         let host = Host::server(self.config.clone(), Admission::Automatic, os_rng())
@@ -199,8 +211,9 @@ impl MultiplayerPeer {
             client: None,
             socks: HashMap::new(),
             work: Vec::new(),
-            work_next: Vec::new(),
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            deadlines: BinaryHeap::new(),
+            dirty: Vec::new(),
+            linger: self.config.close_timeout,
             last_error: None,
         });
         Ok(())
@@ -268,8 +281,9 @@ impl MultiplayerPeer {
             }),
             socks: HashMap::new(),
             work: Vec::new(),
-            work_next: Vec::new(),
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            deadlines: BinaryHeap::new(),
+            dirty: Vec::new(),
+            linger: self.config.close_timeout,
             last_error: None,
         };
         inner.advance_client(now, false);
@@ -284,35 +298,42 @@ impl MultiplayerPeer {
 
     /// Like [`poll`](Self::poll), but first waits up to `max` for a socket to become ready or a
     /// timer to fall due — for programs whose loop has nothing else to do (no busy loop).
+    /// Output queued since the last call (e.g. by [`put_packet`](Self::put_packet)) is
+    /// written before the wait, not after it; input held back by backpressure that the
+    /// application's reads made room for is taken then too, and if that gave new packets or
+    /// events there is no wait.
     pub fn poll_wait(&mut self, max: Duration) {
-        let mut wait = max;
-        if let Some(inner) = &mut self.inner {
-            if let Some(t) = inner.host.poll_timeout() {
-                let until = t.saturating_duration_since(self.clock.now());
-                wait = wait.min(until);
-            }
-            if !inner.work.is_empty() || inner.accept_ready && !inner.host.refuse_new_connections()
-            {
-                wait = Duration::ZERO;
-            }
-            if matches!(
-                inner.client,
-                Some(ClientSetup {
-                    connector: Connector::Resolving(_),
-                    ..
-                })
-            ) {
-                wait = wait.min(RESOLVE_POLL);
-            }
-        } else {
+        let now = self.now();
+        let Some(inner) = &mut self.inner else {
             std::thread::sleep(max);
             return;
+        };
+        let before = (inner.host.available_packet_count(), inner.host.has_events());
+        inner.visit_dirty(now);
+        let mut wait = max;
+        if inner.host.available_packet_count() > before.0 || inner.host.has_events() && !before.1 {
+            wait = Duration::ZERO;
+        }
+        if let Some(t) = inner.next_deadline() {
+            wait = wait.min(t.saturating_duration_since(self.clock.now()));
+        }
+        if !inner.work.is_empty() || inner.accept_ready && !inner.host.refuse_new_connections() {
+            wait = Duration::ZERO;
+        }
+        if matches!(
+            inner.client,
+            Some(ClientSetup {
+                connector: Connector::Resolving(_),
+                ..
+            })
+        ) {
+            wait = wait.min(RESOLVE_POLL);
         }
         self.service(wait);
     }
 
     fn service(&mut self, wait: Duration) {
-        let now_fn = self.clock;
+        let clock = self.clock;
         let Some(inner) = &mut self.inner else {
             return;
         };
@@ -321,7 +342,7 @@ impl MultiplayerPeer {
                 inner.last_error = Some(format!("poll: {e}"));
             }
         }
-        let now = now_fn.now();
+        let now = clock.now();
         let mut client_event = false;
         for event in inner.events.iter() {
             let token = event.token();
@@ -332,13 +353,9 @@ impl MultiplayerPeer {
             let Some(id) = i32::try_from(token.0).ok().and_then(PeerId::new) else {
                 continue;
             };
+            // Edge-triggered readiness: the driver reads and writes until the socket would
+            // block, so any event is a reason for one step.
             if let Some(sock) = inner.socks.get_mut(&id) {
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    sock.readable = true;
-                }
-                if event.is_writable() || event.is_write_closed() || event.is_error() {
-                    sock.write_blocked = false;
-                }
                 if !sock.queued {
                     sock.queued = true;
                     inner.work.push(id);
@@ -355,7 +372,8 @@ impl MultiplayerPeer {
         if inner.host.poll_timeout().is_some_and(|t| t <= now) {
             inner.host.handle_timeout(now);
         }
-        inner.flush_dirty(now);
+        inner.visit_deadlines(now);
+        inner.visit_dirty(now);
     }
 
     /// Writes queued output now instead of at the next [`poll`](Self::poll) (lower latency
@@ -363,7 +381,7 @@ impl MultiplayerPeer {
     pub fn flush(&mut self) {
         let now = self.now();
         if let Some(inner) = &mut self.inner {
-            inner.flush_dirty(now);
+            inner.visit_dirty(now);
         }
     }
 
@@ -538,35 +556,26 @@ impl MultiplayerPeer {
     }
 }
 
-/// A listening socket with SO_REUSEADDR (spec §3.3), dual-stack for `[::]`.
-fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() && addr.ip().is_unspecified() {
-        let _ = socket.set_only_v6(false);
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
 fn token(id: PeerId) -> Token {
     Token(usize::try_from(id.get()).unwrap_or(0))
 }
 
-fn is_would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
+/// A socket error for `last_error` (TLS failures say so).
+fn describe(e: &io::Error) -> String {
+    match e.get_ref().and_then(|r| r.downcast_ref::<rustls::Error>()) {
+        Some(tls) => format!("TLS: {tls}"),
+        None => e.to_string(),
+    }
 }
 
 impl Inner {
-    fn push_work(&mut self, id: PeerId) {
-        if let Some(sock) = self.socks.get_mut(&id) {
-            if !sock.queued {
-                sock.queued = true;
-                self.work.push(id);
-            }
+    /// The earliest time something must happen without an event: a host timer or a close
+    /// bound.
+    fn next_deadline(&mut self) -> Option<Timestamp> {
+        let close = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        match (self.host.poll_timeout(), close) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -581,7 +590,7 @@ impl Inner {
             }
             match listener.accept() {
                 Ok((mut stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
+                    let _ = wsmp_io::tune_stream(stream.sock_ref());
                     let Ok(id) = self.host.accept(now, Some(addr)) else {
                         continue;
                     };
@@ -605,12 +614,12 @@ impl Inner {
                         self.host.release(now, id);
                         continue;
                     }
-                    let mut sock = Sock::new(stream, tls);
+                    let mut sock = Sock::new(stream, Driver::new(tls, self.linger));
                     sock.queued = true;
                     self.socks.insert(id, sock);
                     self.work.push(id);
                 }
-                Err(e) if is_would_block(&e) => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_ready = false;
                     return;
                 }
@@ -684,7 +693,7 @@ impl Inner {
                     let Connector::Connecting { stream, .. } = setup.connector else {
                         return;
                     };
-                    let _ = stream.set_nodelay(true);
+                    let _ = wsmp_io::tune_stream(stream.sock_ref());
                     let tls = match setup.tls {
                         Some((config, name)) => match rustls::ClientConnection::new(config, name) {
                             Ok(c) => Some(Box::new(rustls::Connection::Client(c))),
@@ -696,12 +705,10 @@ impl Inner {
                         },
                         None => None,
                     };
-                    let mut sock = Sock::new(stream, tls);
-                    sock.readable = true;
+                    let sock = Sock::new(stream, Driver::new(tls, self.linger));
                     self.socks.insert(PeerId::SERVER, sock);
-                    self.push_work(PeerId::SERVER);
                     // The upgrade request (and the TLS ClientHello) are waiting: write them.
-                    self.flush_peer(now, PeerId::SERVER);
+                    self.visit(now, PeerId::SERVER, Visit::Step);
                     return;
                 }
             }
@@ -719,223 +726,99 @@ impl Inner {
         self.host.release(now, PeerId::SERVER);
     }
 
-    /// Reads from every peer in the work list (and writes where a write was waiting).
+    /// Steps every socket in the work list (ready, or asked to be called again); those that
+    /// ask again go into the next pass.
     fn run_work(&mut self, now: Timestamp) {
         let mut work = std::mem::take(&mut self.work);
-        for id in work.drain(..) {
-            let again = self.service_peer(now, id);
+        for &id in &work {
             if let Some(sock) = self.socks.get_mut(&id) {
-                if again {
-                    self.work_next.push(id);
-                } else {
-                    sock.queued = false;
-                }
+                sock.queued = false;
             }
+            self.visit(now, id, Visit::Step);
         }
-        // Keep both allocations: `work` is empty now and becomes the next spare list.
-        self.work = std::mem::replace(&mut self.work_next, work);
-    }
-
-    /// Reads what a peer's socket has (bounded), then writes. Returns true when the peer must
-    /// be visited again next poll (input left because of backpressure or the read budget).
-    fn service_peer(&mut self, now: Timestamp, id: PeerId) -> bool {
-        if self.host.connection(id).is_none() {
-            self.drop_sock(id);
-            return false;
-        }
-        let mut again = false;
-        for _ in 0..READS_PER_POLL {
-            match self.read_once(now, id) {
-                ReadStep::Progress => continue,
-                ReadStep::Blocked => {
-                    again = true;
-                    break;
-                }
-                ReadStep::Idle => break,
-            }
-        }
-        let Some(sock) = self.socks.get(&id) else {
-            return false;
-        };
-        if sock.readable && !sock.eof && !again {
-            // Read budget used up with data still there.
-            again = true;
-        }
-        self.flush_peer(now, id);
-        again && self.socks.contains_key(&id)
-    }
-
-    fn read_once(&mut self, now: Timestamp, id: PeerId) -> ReadStep {
-        let Some(sock) = self.socks.get_mut(&id) else {
-            return ReadStep::Idle;
-        };
-        // Input held back earlier goes first.
-        if !sock.leftover.is_empty() {
-            if !self.host.can_read(id) {
-                return ReadStep::Blocked;
-            }
-            let n = self
-                .host
-                .handle_input(now, id, &sock.leftover)
-                .unwrap_or(sock.leftover.len());
-            sock.leftover.drain(..n);
-            return if sock.leftover.is_empty() {
-                ReadStep::Progress
-            } else {
-                ReadStep::Blocked
-            };
-        }
-        if sock.eof || !sock.readable {
-            return ReadStep::Idle;
-        }
-        if !self.host.can_read(id) {
-            return ReadStep::Blocked;
-        }
-        let buf = &mut self.scratch[..];
-        let result = match &mut sock.tls {
-            None => match sock.stream.read(buf) {
-                Ok(0) => Err(None),
-                Ok(n) => Ok(n),
-                Err(e) if is_would_block(&e) => {
-                    sock.readable = false;
-                    return ReadStep::Idle;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadStep::Progress,
-                Err(e) => Err(Some(e.to_string())),
-            },
-            Some(tls) => match tls_read(tls, &mut sock.stream, buf) {
-                TlsRead::Data(n) => Ok(n),
-                TlsRead::Progress => return ReadStep::Progress,
-                TlsRead::WouldBlock => {
-                    sock.readable = false;
-                    // Handshake records may be waiting to go out.
-                    return ReadStep::Idle;
-                }
-                TlsRead::Eof => Err(None),
-                TlsRead::Failed(e) => Err(Some(e)),
-            },
-        };
-        match result {
-            Ok(n) => {
-                let input = &self.scratch[..n];
-                let used = self.host.handle_input(now, id, input).unwrap_or(n);
-                if used < n {
-                    // Backpressure: keep the rest (at most READ_CHUNK bytes).
-                    sock.leftover.extend_from_slice(&input[used..]);
-                    return ReadStep::Blocked;
-                }
-                ReadStep::Progress
-            }
-            Err(why) => {
-                if let Some(why) = why {
-                    self.last_error = Some(why);
-                }
-                sock.eof = true;
-                sock.readable = false;
-                let _ = self.host.handle_eof(now, id);
-                ReadStep::Idle
-            }
+        // Keep the allocation for the next pass.
+        work.clear();
+        if self.work.is_empty() {
+            self.work = work;
         }
     }
 
-    /// Writes every peer with new output, closes sockets the core is done with.
-    fn flush_dirty(&mut self, now: Timestamp) {
+    /// Visits every peer the host names in `poll_dirty`: new output, to be closed, or
+    /// readable again after backpressure. Each is visited once per pass.
+    fn visit_dirty(&mut self, now: Timestamp) {
+        let mut dirty = std::mem::take(&mut self.dirty);
         while let Some(id) = self.host.poll_dirty() {
-            self.flush_peer(now, id);
+            dirty.push(id);
+        }
+        for &id in &dirty {
+            self.visit(now, id, Visit::Output);
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Steps the sockets whose close bound passed (the driver then resets them).
+    fn visit_deadlines(&mut self, now: Timestamp) {
+        while let Some(&Reverse((at, id))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            if self.socks.get(&id).is_some_and(|s| s.deadline == Some(at)) {
+                self.visit(now, id, Visit::Step);
+            }
         }
     }
 
-    /// Writes what the socket takes; closes it when the core says so and all is written.
-    fn flush_peer(&mut self, now: Timestamp, id: PeerId) {
+    /// One driver step of a peer's socket, then what its [`Want`](wsmp_io::Want) says: wait for events
+    /// (edge-triggered: the driver stopped where the socket would block), step again next
+    /// pass, keep its close bound, or finish it (deregister, drop, release).
+    fn visit(&mut self, now: Timestamp, id: PeerId, visit: Visit) {
         let Some(sock) = self.socks.get_mut(&id) else {
+            // No socket: a client still connecting (its request waits), or one gone already.
             if self.host.should_close_socket(id) && !(id == PeerId::SERVER && self.client.is_some())
             {
                 self.host.release(now, id);
             }
             return;
         };
-        let mut failed = false;
-        'write: loop {
-            if sock.write_blocked {
-                break;
+        let mut endpoint = HostPeer {
+            host: &mut self.host,
+            id,
+        };
+        // A socket waiting for a readable event has nothing to read: output is written
+        // without a read that would only say so.
+        let read = visit == Visit::Step || !sock.read_armed || sock.driver.held_len() > 0;
+        let want = if read {
+            sock.driver.step(&sock.stream, &mut endpoint, now)
+        } else {
+            sock.driver.flush(&sock.stream, &mut endpoint, now)
+        };
+        if want.done {
+            let error = sock.driver.take_error();
+            if let Some(mut sock) = self.socks.remove(&id) {
+                let _ = self.poll.registry().deregister(&mut sock.stream);
             }
-            if let Some(tls) = &mut sock.tls {
-                while tls.wants_write() {
-                    match tls.write_tls(&mut sock.stream) {
-                        Ok(_) => {}
-                        Err(e) if is_would_block(&e) => {
-                            sock.write_blocked = true;
-                            break 'write;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => {
-                            failed = true;
-                            break 'write;
-                        }
-                    }
-                }
-                if tls.is_handshaking() {
-                    // Application data waits for the handshake.
-                    break;
-                }
+            if let Some(e) = error {
+                self.last_error = Some(describe(&e));
             }
-            if self.host.transmit_len(id) == 0 {
-                break;
-            }
-            let result = {
-                let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                let mut k = 0;
-                if let Some(chunks) = self.host.transmit(id) {
-                    for chunk in chunks.take(MAX_IOV) {
-                        iov[k] = IoSlice::new(chunk);
-                        k += 1;
-                    }
-                }
-                match &mut sock.tls {
-                    None => sock.stream.write_vectored(&iov[..k]),
-                    Some(tls) => tls.writer().write_vectored(&iov[..k]),
-                }
-            };
-            match result {
-                Ok(0) => {
-                    if sock.tls.as_ref().is_some_and(|t| t.wants_write()) {
-                        continue;
-                    }
-                    break;
-                }
-                Ok(n) => self.host.advance_transmit(now, id, n),
-                Err(e) if is_would_block(&e) => {
-                    sock.write_blocked = true;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        let tls_pending = sock.tls.as_ref().is_some_and(|t| t.wants_write());
-        if failed
-            || (self.host.should_close_socket(id)
-                && self.host.transmit_len(id) == 0
-                && !tls_pending)
-        {
-            if !failed {
-                if let Some(tls) = &mut sock.tls {
-                    tls.send_close_notify();
-                    let _ = tls.write_tls(&mut sock.stream);
-                }
-            }
-            self.drop_sock(id);
             self.host.release(now, id);
+            return;
         }
-    }
-
-    fn drop_sock(&mut self, id: PeerId) {
-        if let Some(mut sock) = self.socks.remove(&id) {
-            let _ = self.poll.registry().deregister(&mut sock.stream);
-            let _ = sock.stream.shutdown(std::net::Shutdown::Write);
+        if read {
+            sock.read_armed = want.read;
+        } else {
+            sock.read_armed |= want.read;
+        }
+        if want.again && !sock.queued {
+            sock.queued = true;
+            self.work.push(id);
+        }
+        if want.deadline != sock.deadline {
+            sock.deadline = want.deadline;
+            if let Some(at) = want.deadline {
+                self.deadlines.push(Reverse((at, id)));
+            }
         }
     }
 }
@@ -970,58 +853,13 @@ fn start_connect(
     None
 }
 
-enum ReadStep {
-    /// Something was read or consumed; try again.
-    Progress,
-    /// Input is waiting but the core takes none now (backpressure).
-    Blocked,
-    /// Nothing more to read now.
-    Idle,
-}
-
-enum TlsRead {
-    Data(usize),
-    Progress,
-    WouldBlock,
-    Eof,
-    Failed(String),
-}
-
-/// One step of reading through rustls on a non-blocking socket.
-fn tls_read(tls: &mut rustls::Connection, stream: &mut TcpStream, buf: &mut [u8]) -> TlsRead {
-    // Plaintext already decrypted comes first.
-    match tls.reader().read(buf) {
-        Ok(0) => return TlsRead::Eof, // close_notify received
-        Ok(n) => return TlsRead::Data(n),
-        Err(e) if is_would_block(&e) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return TlsRead::Eof,
-        Err(e) => return TlsRead::Failed(format!("TLS: {e}")),
-    }
-    match tls.read_tls(stream) {
-        Ok(0) => TlsRead::Eof,
-        Ok(_) => match tls.process_new_packets() {
-            Ok(_) => TlsRead::Progress,
-            Err(e) => {
-                // Send the alert (best effort).
-                let _ = tls.write_tls(stream);
-                TlsRead::Failed(format!("TLS: {e}"))
-            }
-        },
-        Err(e) if is_would_block(&e) => TlsRead::WouldBlock,
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => TlsRead::Progress,
-        Err(e) => TlsRead::Failed(e.to_string()),
-    }
-}
-
 impl Sock {
-    fn new(stream: TcpStream, tls: Option<Box<rustls::Connection>>) -> Sock {
+    fn new(stream: TcpStream, driver: Driver) -> Sock {
         Sock {
             stream,
-            tls,
-            leftover: Vec::new(),
-            readable: true,
-            write_blocked: false,
-            eof: false,
+            driver,
+            read_armed: false,
+            deadline: None,
             queued: false,
         }
     }

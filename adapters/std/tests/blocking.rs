@@ -304,3 +304,102 @@ fn wss_untrusted_fails_and_unsafe_mode_works() {
     ws.close(CloseCode::NORMAL, "").unwrap();
     assert_eq!(server.join().unwrap().unwrap(), 1);
 }
+
+/// issue 10: closing a connection whose peer stopped reading (its socket full, plain or
+/// wss) ends within close_timeout (the core's wait for the close reply) + linger (the
+/// driver's bound on writing out), whatever TLS or the kernel still hold; no write timeout
+/// is needed for that.
+#[test]
+fn close_with_a_stalled_reader_is_bounded() {
+    let certs = TestCerts::generate();
+    let close_timeout = Duration::from_millis(300);
+    for tls in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (url, client_tls, server_tls) = if tls {
+            (
+                format!("wss://localhost:{port}/"),
+                TlsClientOptions::client()
+                    .with_trusted_ca_pem(certs.ca_pem.as_bytes())
+                    .unwrap(),
+                Some(
+                    TlsServerOptions::from_pem(
+                        certs.server_chain_pem.as_bytes(),
+                        certs.server_key_pem.as_bytes(),
+                    )
+                    .unwrap(),
+                ),
+            )
+        } else {
+            (
+                format!("ws://127.0.0.1:{port}/"),
+                TlsClientOptions::default(),
+                None,
+            )
+        };
+        // The client connects and then never reads.
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let client = thread::spawn(move || {
+            let ws = connect(
+                &url,
+                ClientOptions {
+                    tls: client_tls,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let _ = stop_rx.recv_timeout(Duration::from_secs(20));
+            drop(ws);
+        });
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = accept(
+            tcp,
+            &ServerOptions {
+                tls: server_tls,
+                config: Config {
+                    close_timeout,
+                    outbound_buffer_size: 1 << 20,
+                    ..Config::default()
+                },
+                write_timeout: Some(Duration::from_millis(200)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // Fill the socket until a write times out.
+        let t = Instant::now();
+        loop {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "tls={tls}: never full"
+            );
+            match ws.send_binary(vec![1u8; 60_000]) {
+                Ok(()) => {}
+                Err(Error::Timeout(Direction::Write)) => break,
+                Err(e) => panic!("tls={tls}: {e}"),
+            }
+        }
+        ws.set_write_timeout(None);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let closing = thread::spawn(move || {
+            let t = Instant::now();
+            let info = ws.close(CloseCode::NORMAL, "bye");
+            let _ = done_tx.send(t.elapsed());
+            info.map(|i| i.cause).map_err(|e| e.to_string())
+        });
+        let took = done_rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("tls={tls}: close() did not return"));
+        assert!(
+            took < 2 * close_timeout + Duration::from_millis(600),
+            "tls={tls}: {took:?}"
+        );
+        assert_eq!(
+            closing.join().unwrap(),
+            Ok(CloseCause::CloseTimeout),
+            "tls={tls}"
+        );
+        stop_tx.send(()).unwrap();
+        client.join().unwrap();
+    }
+}

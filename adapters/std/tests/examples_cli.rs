@@ -192,3 +192,56 @@ fn echo_over_tls() {
     server.stop("INT");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--listen [::]:P --listen 0.0.0.0:P`: two listeners on one port, one per family (the
+/// bind rule of every wsmp server, `wsmp_io::BindAddress`), each echoing.
+#[test]
+fn echo_listens_on_ipv6_and_ipv4_wildcards_of_one_port() {
+    let port = {
+        let l = wsmp_std::bind_listener("[::]:0".parse().unwrap()).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let Some(path) = example("echo") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "example echo not built"
+        );
+        return;
+    };
+    let mut child = Command::new(path)
+        .args([
+            "--listen",
+            &format!("[::]:{port}"),
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line.trim().to_string());
+    }
+    assert_eq!(
+        lines,
+        vec![
+            format!("listening on [::]:{port}"),
+            format!("listening on 0.0.0.0:{port}")
+        ]
+    );
+    for url in [
+        format!("ws://[::1]:{port}/"),
+        format!("ws://127.0.0.1:{port}/"),
+    ] {
+        let mut ws = connect(&url, ClientOptions::default()).unwrap();
+        ws.send_text(&url).unwrap();
+        assert_eq!(&ws.recv().unwrap().data[..], url.as_bytes());
+        ws.close(CloseCode::NORMAL, "").unwrap();
+    }
+    let server = Server { child, out };
+    server.stop("TERM");
+}

@@ -175,11 +175,23 @@ fn pending_peer_handshake_timeout() {
         .unwrap();
     let t = Instant::now();
     let mut closed = false;
+    let mut eof = false;
     pump(&mut [&mut s], Duration::from_secs(3), |p| {
         let mut b = [0u8; 8];
-        closed = matches!(silent.read(&mut b), Ok(0) | Err(_))
-            && t.elapsed() > Duration::from_millis(250)
-            && p[0].socket_count() == 0;
+        let ended = match silent.read(&mut b) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        if !eof && ended {
+            // The server half-closes and waits (at most its linger) for our
+            // end of stream, as a real client sends once it reads EOF.
+            eof = true;
+            let _ = silent.shutdown(std::net::Shutdown::Both);
+        }
+        closed = eof && t.elapsed() > Duration::from_millis(250) && p[0].socket_count() == 0;
         closed
     });
     assert!(t.elapsed() < Duration::from_secs(2));
@@ -511,4 +523,222 @@ fn measure_thread_cpu<R>(f: impl FnOnce() -> R) -> (Duration, R) {
     let r = f();
     let after = read().unwrap_or_default();
     (after.saturating_sub(before), r)
+}
+
+/// A connected server and client, both polled until the client has its id.
+fn connected_pair(
+    config: Config,
+    tls: Option<(TlsServerOptions, TlsClientOptions)>,
+) -> (MultiplayerPeer, MultiplayerPeer, PeerId) {
+    let (server_tls, client_tls) = match tls {
+        Some((s, c)) => (Some(s), Some(c)),
+        None => (None, None),
+    };
+    let scheme = if server_tls.is_some() { "wss" } else { "ws" };
+    let (mut s, port) = server(config, server_tls);
+    let mut c = MultiplayerPeer::new();
+    c.create_client(&format!("{scheme}://localhost:{port}/"), client_tls)
+        .unwrap();
+    let mut id = None;
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        while let Some(e) = p[0].poll_signal() {
+            if let HostEvent::PeerConnected(i) = e {
+                id = Some(i);
+            }
+        }
+        id.is_some() && p[1].get_connection_status() == ConnectionStatus::Connected
+    });
+    (s, c, id.unwrap())
+}
+
+/// A peer held back by backpressure (the application does not read its packets) is not
+/// visited in a busy loop: `poll_wait` waits while nothing can be done. Its input, held back
+/// message by message, is then delivered whole and in order as the application reads.
+#[test]
+fn backpressure_does_not_spin_and_held_input_is_delivered_in_order() {
+    const N: usize = 200;
+    let config = Config {
+        max_queued_packets: 1,
+        ..Config::default()
+    };
+    let (mut s, mut c, _) = connected_pair(config, None);
+    // (The client keeps the default limits.) Many small messages: they arrive in one or two reads, of which the server takes one
+    // message at a time.
+    for i in 0..N {
+        c.put_packet((i as u32).to_le_bytes().to_vec()).unwrap();
+    }
+    c.flush();
+    pump(&mut [&mut s, &mut c], Duration::from_secs(5), |p| {
+        p[0].get_available_packet_count() == 1
+    });
+    // Nothing can be done until the application reads: poll_wait must wait.
+    let t = Instant::now();
+    let mut calls = 0;
+    while t.elapsed() < Duration::from_millis(600) {
+        s.poll_wait(Duration::from_millis(100));
+        calls += 1;
+    }
+    assert!(calls <= 12, "poll_wait returned {calls} times in 600 ms");
+    let mut got = Vec::new();
+    let t = Instant::now();
+    while got.len() < N {
+        assert!(t.elapsed() < Duration::from_secs(10), "got {}", got.len());
+        if let Some(p) = s.get_packet() {
+            got.push(u32::from_le_bytes(p.data[..].try_into().unwrap()));
+        }
+        s.poll_wait(Duration::from_millis(100));
+    }
+    assert_eq!(got, (0..N as u32).collect::<Vec<_>>());
+}
+
+/// Output queued before `poll_wait` is written before it waits, not after the wait.
+#[test]
+fn poll_wait_writes_queued_output_before_waiting() {
+    let (mut s, mut c, id) = connected_pair(Config::default(), None);
+    let (tx, rx) = mpsc::channel::<Instant>();
+    let client = thread::spawn(move || {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            c.poll_wait(Duration::from_millis(2));
+            if c.get_packet().is_some() {
+                tx.send(Instant::now()).unwrap();
+                return;
+            }
+        }
+    });
+    s.set_target_peer(Target::Peer(id));
+    let sent = Instant::now();
+    s.put_packet(&b"now"[..]).unwrap();
+    s.poll_wait(Duration::from_millis(1000));
+    let got = rx.recv_timeout(Duration::from_secs(5)).expect("no packet");
+    let latency = got.saturating_duration_since(sent);
+    assert!(latency < Duration::from_millis(500), "{latency:?}");
+    client.join().unwrap();
+}
+
+/// issue 10: a server peer whose client stops reading, then closed by the core, is released
+/// within close_timeout + linger (= close_timeout), plain and over wss, whatever TLS or the
+/// kernel still hold.
+#[test]
+fn stalled_reader_is_released_within_the_bound() {
+    let close_timeout = Duration::from_millis(400);
+    let config = Config {
+        close_timeout,
+        ..Config::default()
+    };
+    let certs = TestCerts::generate();
+    for tls in [false, true] {
+        let options = tls.then(|| {
+            (
+                TlsServerOptions::from_pem(
+                    certs.server_chain_pem.as_bytes(),
+                    certs.server_key_pem.as_bytes(),
+                )
+                .unwrap(),
+                TlsClientOptions::client()
+                    .with_trusted_ca_pem(certs.ca_pem.as_bytes())
+                    .unwrap(),
+            )
+        });
+        let (mut s, c, id) = connected_pair(config.clone(), options);
+        // The client is never polled again: it does not read. Fill the server's queue.
+        s.set_target_peer(Target::Peer(id));
+        let packet = vec![7u8; 60_000];
+        let t = Instant::now();
+        loop {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "tls={tls}: never full"
+            );
+            match s.put_packet(packet.clone()) {
+                Ok(_) => {}
+                Err(HostSendError::QueueFull(..)) => break,
+                Err(e) => panic!("{e}"),
+            }
+            s.poll();
+        }
+        let gave_up = Instant::now();
+        s.disconnect_peer(id, false).unwrap();
+        while s.socket_count() > 0 {
+            assert!(
+                gave_up.elapsed() < Duration::from_secs(5),
+                "tls={tls}: the socket was not released"
+            );
+            s.poll_wait(Duration::from_millis(20));
+        }
+        let took = gave_up.elapsed();
+        // close_timeout (the core's wait for the close reply) + linger (the driver's bound
+        // on writing out), plus scheduling slack on a shared machine.
+        assert!(
+            took < 2 * close_timeout + Duration::from_millis(600),
+            "tls={tls}: {took:?}"
+        );
+        drop(c);
+    }
+}
+
+/// The bind rule (spec §3.3, `wsmp_io::BindAddress`): `::` is IPv6-only, so a second server
+/// can listen on `0.0.0.0` with the same port; each takes its own family. `*` is dual-stack
+/// and holds the IPv4 port too.
+#[test]
+fn ipv6_and_ipv4_wildcards_listen_side_by_side() {
+    let mut v6 = MultiplayerPeer::new();
+    v6.create_server(0, "::", None).unwrap();
+    let port = v6.local_addr().unwrap().port();
+    let mut v4 = MultiplayerPeer::new();
+    v4.create_server(port, "0.0.0.0", None).unwrap();
+    let mut c6 = MultiplayerPeer::new();
+    c6.create_client(&format!("ws://[::1]:{port}/"), None)
+        .unwrap();
+    let mut c4 = MultiplayerPeer::new();
+    c4.create_client(&format!("ws://127.0.0.1:{port}/"), None)
+        .unwrap();
+    pump(
+        &mut [&mut v6, &mut v4, &mut c6, &mut c4],
+        Duration::from_secs(5),
+        |p| {
+            p[2].get_connection_status() == ConnectionStatus::Connected
+                && p[3].get_connection_status() == ConnectionStatus::Connected
+        },
+    );
+    let only = |p: &MultiplayerPeer| {
+        let peers = p.connected_peers();
+        assert_eq!(peers.len(), 1);
+        p.get_peer_address(peers[0]).unwrap()
+    };
+    assert_eq!(only(&v6), "::1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(only(&v4), "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    // `[::]` with brackets is the same address.
+    let mut again = MultiplayerPeer::new();
+    assert!(
+        again.create_server(port, "[::]", None).is_err(),
+        "port taken"
+    );
+    // `*`: one dual-stack socket.
+    let mut any = MultiplayerPeer::new();
+    any.create_server(0, "*", None).unwrap();
+    let port = any.local_addr().unwrap().port();
+    let mut v4 = MultiplayerPeer::new();
+    assert!(matches!(
+        v4.create_server(port, "0.0.0.0", None),
+        Err(wsmp_std::PeerError::Bind(_))
+    ));
+}
+
+/// A client that connects and closes at once (no request) is released:
+/// the handshake fails at its end of stream, well before the handshake
+/// timeout, and no socket is left behind.
+#[test]
+fn client_gone_before_the_request_is_released() {
+    let (mut s, port) = server(Config::default(), None);
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    pump(&mut [&mut s], Duration::from_secs(2), |p| {
+        p[0].socket_count() == 1
+    });
+    c.shutdown(std::net::Shutdown::Both).unwrap();
+    pump(&mut [&mut s], Duration::from_secs(2), |p| {
+        p[0].socket_count() == 0
+    });
+    drop(c);
+    assert!(signals(&mut s).is_empty());
 }

@@ -44,8 +44,7 @@ async fn main() {
     };
     let mut listeners = Vec::new();
     for addr in &args.listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
+        let l = wsmp_tokio::bind(addr.port(), &addr.ip().to_string())
             .unwrap_or_else(|e| common::fail(format!("bind {addr}: {e}")));
         listeners.push(l);
     }

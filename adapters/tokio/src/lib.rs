@@ -67,3 +67,4 @@ pub use wsmp_core::host::{
 };
 pub use wsmp_core::Timestamp;
 pub use wsmp_core::{CloseCode, Config, DeflateConfig};
+pub use wsmp_io::{bind_listener, BindAddress};

@@ -7,7 +7,7 @@
 //! deadlines. Nothing polls on a fixed tick. The handshake timer of a server
 //! peer starts at TCP accept, so it covers TLS too.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,48 +160,19 @@ fn os_rng() -> wsmp_core::connection::Rng {
     Box::new(rand_core::UnwrapErr(rand_core::OsRng))
 }
 
-/// Binds a listener: `"*"` means every address (IPv6 dual-stack where
-/// possible, else IPv4), otherwise a literal IPv4 or IPv6 address
-/// (spec/websocket-peer.md §3.3). `SO_REUSEADDR` is set, as in the engine.
+/// Binds a listener: `"*"` means every address (one IPv6 dual-stack socket
+/// where possible, else IPv4), otherwise a literal IPv4 or IPv6 address
+/// (spec/websocket-peer.md §3.3), bound with the one rule of every wsmp
+/// server ([`wsmp_io::BindAddress`]): `SO_REUSEADDR`, and an IPv6 address
+/// IPv6-only, so `::` and `0.0.0.0` can listen on the same port side by side.
 pub fn bind(port: u16, bind_address: &str) -> Result<TcpListener, Error> {
-    let invalid = || {
+    let address = wsmp_io::BindAddress::parse(bind_address).ok_or_else(|| {
         Error::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("invalid bind address {bind_address:?}"),
         ))
-    };
-    let (ip, dual) = match bind_address {
-        "*" => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), true),
-        other => (
-            other
-                .trim_matches(['[', ']'])
-                .parse::<IpAddr>()
-                .map_err(|_| invalid())?,
-            false,
-        ),
-    };
-    let addr = SocketAddr::new(ip, port);
-    let make = |addr: SocketAddr, dual: bool| -> std::io::Result<TcpListener> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
-        if dual {
-            socket.set_only_v6(false)?;
-        }
-        socket.set_reuse_address(true)?;
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        TcpListener::from_std(socket.into())
-    };
-    match make(addr, dual) {
-        Ok(l) => Ok(l),
-        // No IPv6 on this machine: all IPv4 addresses instead.
-        Err(_) if dual => Ok(make(SocketAddr::from(([0, 0, 0, 0], port)), false)?),
-        Err(e) => Err(Error::Io(e)),
-    }
+    })?;
+    Ok(TcpListener::from_std(address.bind(port)?)?)
 }
 
 impl MultiplayerPeer {

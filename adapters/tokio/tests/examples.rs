@@ -283,3 +283,48 @@ fn echo_server_round_trip_and_bad_args() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(out.stdout.is_empty());
 }
+
+/// `--listen [::]:P --listen 0.0.0.0:P`: two listeners on one port, one per family (the
+/// bind rule of every wsmp server, `wsmp_io::BindAddress`), each echoing.
+#[test]
+fn echo_listens_on_ipv6_and_ipv4_wildcards_of_one_port() {
+    let port = {
+        let l = wsmp_tokio::bind_listener("[::]:0".parse().unwrap()).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let Some((mut server, first)) = Server::start(
+        "echo",
+        &[
+            "--listen",
+            &format!("[::]:{port}"),
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+        ],
+    ) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "example echo not built"
+        );
+        return;
+    };
+    assert_eq!(first, format!("[::]:{port}"));
+    assert_eq!(server.line(), format!("listening on 0.0.0.0:{port}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for url in [
+            format!("ws://[::1]:{port}/"),
+            format!("ws://127.0.0.1:{port}/"),
+        ] {
+            let mut ws = within(5.0, "connect", connect(&url, ClientOptions::default()))
+                .await
+                .unwrap();
+            let m = Message::Text(url.clone());
+            ws.send(m.clone()).await.unwrap();
+            assert_eq!(within(10.0, "echo", ws.recv()).await.unwrap(), m);
+        }
+    });
+    server.stop();
+}

@@ -614,3 +614,38 @@ async fn backpressured_sender_resumes_when_packets_are_read() {
         }
     }
 }
+
+/// The bind rule (spec §3.3, `wsmp_io::BindAddress`): `::` is IPv6-only, so a second server
+/// can listen on `0.0.0.0` with the same port; each takes its own family. `*` is dual-stack
+/// and holds the IPv4 port too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_and_ipv4_wildcards_listen_side_by_side() {
+    let mut v6 = MultiplayerPeer::new();
+    v6.create_server(0, "::", None).await.unwrap();
+    let port = v6.local_addrs()[0].port();
+    let mut v4 = MultiplayerPeer::new();
+    v4.create_server(port, "0.0.0.0", None).await.unwrap();
+    let (_c6, id6) = raw_join(&mut v6, SocketAddr::new("::1".parse().unwrap(), port)).await;
+    let (_c4, id4) = raw_join(&mut v4, SocketAddr::from(([127, 0, 0, 1], port))).await;
+    assert_eq!(
+        v6.get_peer_address(id6).map(|a| a.is_ipv6()),
+        Some(true),
+        "IPv6 client on the IPv6 server"
+    );
+    assert_eq!(
+        v4.get_peer_address(id4).map(|a| a.is_ipv4()),
+        Some(true),
+        "IPv4 client on the IPv4 server"
+    );
+    let mut any = MultiplayerPeer::new();
+    any.create_server(0, "*", None).await.unwrap();
+    let port = any.local_addrs()[0].port();
+    assert!(
+        wsmp_tokio::bind(port, "0.0.0.0").is_err(),
+        "`*` holds IPv4 too"
+    );
+    assert!(
+        wsmp_tokio::bind(0, "localhost").is_err(),
+        "names are not resolved"
+    );
+}

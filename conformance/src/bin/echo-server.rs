@@ -64,8 +64,7 @@ async fn tokio_server(listen: Vec<SocketAddr>, tls: Option<wsmp_tokio::TlsServer
         ..Default::default()
     };
     for addr in listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = wsmp_tokio::bind(addr.port(), &addr.ip().to_string())
             .unwrap_or_else(|e| fail(format!("bind {addr}: {e}")));
         if let Ok(a) = listener.local_addr() {
             announce(a);
@@ -101,8 +100,9 @@ async fn std_server(listen: Vec<SocketAddr>, tls: Option<wsmp_tokio::TlsServerOp
         write_timeout: None,
     });
     for addr in listen {
-        let listener =
-            std::net::TcpListener::bind(addr).unwrap_or_else(|e| fail(format!("bind {addr}: {e}")));
+        let listener = wsmp_std::bind_listener(addr)
+            .and_then(|l| l.set_nonblocking(false).map(|()| l))
+            .unwrap_or_else(|e| fail(format!("bind {addr}: {e}")));
         if let Ok(a) = listener.local_addr() {
             announce(a);
         }
