@@ -24,24 +24,8 @@ fn http_status(r: Result<wsmp_tokio::WebSocket, Error>) -> u16 {
     }
 }
 
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
-        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
-}
-
 async fn metrics(relay_srv: &Relay) -> prometheus_parse::Scrape {
-    let (status, body) = relay_srv.admin_get("/metrics").await;
-    assert_eq!(status, 200);
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("parses")
+    scrape(relay_srv.admin.expect("admin listener on")).await
 }
 
 #[tokio::test]
