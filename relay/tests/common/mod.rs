@@ -389,11 +389,18 @@ pub async fn raw_upgrade(addr: SocketAddr, preface: &[u8], path: &str, extra: &[
 
 /// A PROXY protocol v1 header naming `client` (haproxy proxy-protocol.txt §2.1).
 pub fn proxy_v1(client: SocketAddr, server: SocketAddr) -> Vec<u8> {
-    let family = if client.is_ipv4() { "TCP4" } else { "TCP6" };
+    // Both addresses of one family (an IPv4 server is named IPv4-mapped for TCP6).
+    let (family, server_ip) = match (client.ip(), server.ip()) {
+        (std::net::IpAddr::V6(_), std::net::IpAddr::V4(v4)) => {
+            ("TCP6", std::net::IpAddr::V6(v4.to_ipv6_mapped()))
+        }
+        (std::net::IpAddr::V6(_), ip) => ("TCP6", ip),
+        (_, ip) => ("TCP4", ip),
+    };
     format!(
         "PROXY {family} {} {} {} {}\r\n",
         client.ip(),
-        server.ip(),
+        server_ip,
         client.port(),
         server.port()
     )
