@@ -240,16 +240,26 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub jwt_key_file: Option<PathBuf>,
 
-    /// A reverse proxy (CIDR block or address) whose `X-Forwarded-For` (or PROXY
-    /// header, with `--proxy-protocol`) tells the client address. Repeatable.
-    /// (Parsed and checked; not yet applied to logs and per-IP limits by this server.)
+    /// A reverse proxy (CIDR block or address, e.g. 10.0.0.0/8 or 127.0.0.1) allowed to
+    /// name the client: for its connections the client address is the rightmost
+    /// `X-Forwarded-For` hop that is not a trusted proxy (or the PROXY header's, with
+    /// `--proxy-protocol`), used in logs, metrics and the per-IP limits. Headers from
+    /// other addresses are ignored. Repeatable.
     #[arg(long = "trusted-proxy", value_name = "CIDR", action = ArgAction::Append, value_parser = crate::proxy::parse_cidr)]
     pub trusted_proxies: Vec<IpNet>,
 
-    /// Expect a PROXY protocol v1/v2 header from `--trusted-proxy` addresses.
-    /// (Not yet supported by this server: it refuses to start with it.)
+    /// Read a PROXY protocol v1/v2 header first on every connection from a
+    /// `--trusted-proxy` address (required from them; refused from anyone else), before
+    /// TLS and HTTP; its client address also feeds `--max-pending-per-ip`.
     #[arg(long)]
     pub proxy_protocol: bool,
+
+    /// Seconds SIGTERM lets running rooms go on (decimals allowed): `/readyz` turns 503
+    /// and new upgrades get 503 at once; then every peer gets close 1001. 0 = close at
+    /// once. The drain ends early when the last peer left, or at a second SIGTERM or a
+    /// SIGINT (SIGINT alone closes at once).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub drain_timeout: Duration,
 
     /// Serve the rooms under this path: `/game` → `/game`, `/game/` and
     /// `/game/room/NAME`.
@@ -338,6 +348,11 @@ impl Args {
             auth_timeout: self.auth_timeout,
             answer_simplify_path: true,
         }
+    }
+
+    /// The `--trusted-proxy` blocks.
+    pub fn trusted_proxies(&self) -> crate::proxy::TrustedProxies {
+        crate::proxy::TrustedProxies::new(self.trusted_proxies.clone())
     }
 
     /// The admission limits these flags ask for.

@@ -15,7 +15,7 @@
 //! | --- | --- | --- |
 //! | `wsmp_relay_peers` | gauge | — |
 //! | `wsmp_relay_rooms` | gauge | — |
-//! | `wsmp_relay_handshakes_total` | counter | `outcome` = accepted, refused, timeout, tls_failure |
+//! | `wsmp_relay_handshakes_total` | counter | `outcome` = accepted, refused, timeout, tls_failure, proxy_refused |
 //! | `wsmp_relay_handshake_refusals_total` | counter | `status` (HTTP status, e.g. 404, 429, 503) |
 //! | `wsmp_relay_messages_total` / `wsmp_relay_bytes_total` | counter | `direction` = in, out |
 //! | `wsmp_relay_dropped_packets_total` | counter | `reason` ([`crate::DropReason::as_str`]) |
@@ -59,6 +59,9 @@ pub struct Handshakes {
     pub timeout: u64,
     /// TLS handshakes that failed.
     pub tls_failure: u64,
+    /// Connections closed for their PROXY header (`--proxy-protocol`: from an
+    /// untrusted address, missing from a trusted proxy, or malformed).
+    pub proxy_refused: u64,
 }
 
 /// Authentication outcomes (the SceneMultiplayer auth exchange and signed tokens).
@@ -196,6 +199,7 @@ pub struct Counters {
     accepted: AtomicU64,
     timeout: AtomicU64,
     tls_failure: AtomicU64,
+    proxy_refused: AtomicU64,
     refused_per_ip_pending: AtomicU64,
     refused_per_ip_connections: AtomicU64,
     token_ok: AtomicU64,
@@ -225,6 +229,11 @@ impl Counters {
     /// A failed TLS handshake.
     pub fn tls_failure(&self) {
         self.tls_failure.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed for its PROXY header (`--proxy-protocol`).
+    pub fn proxy_header_refused(&self) {
+        self.proxy_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection refused by `--max-pending-per-ip`.
@@ -259,6 +268,7 @@ impl Counters {
         h.accepted += self.accepted.load(Ordering::Relaxed);
         h.timeout += self.timeout.load(Ordering::Relaxed);
         h.tls_failure += self.tls_failure.load(Ordering::Relaxed);
+        h.proxy_refused += self.proxy_refused.load(Ordering::Relaxed);
         for (status, n) in self
             .refused
             .lock()
@@ -385,6 +395,7 @@ impl Collector for SnapshotCollector {
                 ("refused", refused),
                 ("timeout", h.timeout),
                 ("tls_failure", h.tls_failure),
+                ("proxy_refused", h.proxy_refused),
             ],
         )?;
         let statuses: Vec<(String, u64)> = h
@@ -687,6 +698,7 @@ mod tests {
         c.handshake_refused(503);
         c.handshake_timeout();
         c.tls_failure();
+        c.proxy_header_refused();
         c.refused_per_ip_pending();
         c.refused_per_ip_connections();
         c.token_ok();
@@ -700,6 +712,7 @@ mod tests {
         assert_eq!(s.handshakes.refused_by_status.get(&503), Some(&2));
         assert_eq!(s.handshakes.refused_by_status.get(&404), Some(&1));
         assert_eq!((s.handshakes.timeout, s.handshakes.tls_failure), (1, 1));
+        assert_eq!(s.handshakes.proxy_refused, 1);
         assert_eq!(
             (s.refused_per_ip_pending, s.refused_per_ip_connections),
             (1, 1)

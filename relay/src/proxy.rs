@@ -292,6 +292,35 @@ impl TrustedProxies {
     }
 }
 
+/// `--proxy-protocol` as the tokio adapter's connection preface: the PROXY
+/// header is read in the connection's own task, before TLS and HTTP
+/// ([`wsmp_tokio::Preface`]). Connections from trusted proxies are counted
+/// against `--max-pending-per-ip` by the client the header names; others
+/// by their own address, from accept.
+#[derive(Debug, Clone)]
+pub struct ProxyProtocol(pub TrustedProxies);
+
+impl wsmp_tokio::Preface for ProxyProtocol {
+    fn max_len(&self) -> usize {
+        MAX_PROXY_HEADER_LEN
+    }
+
+    fn defers_pending_count(&self, remote: SocketAddr) -> bool {
+        self.0.is_trusted(remote.ip())
+    }
+
+    fn read(&self, remote: SocketAddr, head: &[u8]) -> wsmp_tokio::PrefaceDecision {
+        match self.0.proxy_protocol(remote, head) {
+            ProxyDecision::NeedMore => wsmp_tokio::PrefaceDecision::NeedMore,
+            ProxyDecision::Proceed { consumed, client } => wsmp_tokio::PrefaceDecision::Proceed {
+                consumed,
+                remote: client,
+            },
+            ProxyDecision::Refuse(reason) => wsmp_tokio::PrefaceDecision::Refuse(reason),
+        }
+    }
+}
+
 /// One `X-Forwarded-For` hop: an address, optionally with a port
 /// (`1.2.3.4:5678`, `[::1]:80`) or in brackets; `unknown` and obfuscated
 /// identifiers (RFC 7239 §6.3) are not addresses.

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,6 +41,7 @@ use crate::admission::{Admission, IpKey, Refusal, Ticket};
 use crate::cli::{Args, LogFormat};
 use crate::jwt::JwtVerifier;
 use crate::metrics::{self, Metrics, Snapshot};
+use crate::proxy::{ProxyProtocol, TrustedProxies};
 use crate::relay::{constant_time_eq, Out, Relay, RelayConfig};
 use crate::rooms::{PathRules, RoomName};
 use crate::stats::{CounterSet, Counters, DropReason};
@@ -116,6 +117,7 @@ impl Observed {
                 "refused": snap.handshakes.refused_by_status,
                 "timeout": snap.handshakes.timeout,
                 "tls_failure": snap.handshakes.tls_failure,
+                "proxy_refused": snap.handshakes.proxy_refused,
                 "in_progress": snap.pending_handshakes,
             },
         });
@@ -138,6 +140,8 @@ pub struct RelayRooms {
     observed: Arc<Observed>,
     allowed_origins: Vec<String>,
     paths: PathRules,
+    /// `--trusted-proxy`: whose `X-Forwarded-For` names the client.
+    trusted: TrustedProxies,
     /// `GET /stats` on the game port (without room names).
     public_stats: bool,
 }
@@ -149,8 +153,14 @@ impl std::fmt::Debug for RelayRooms {
 }
 
 impl RelayRooms {
-    fn refuse(&self, info: &ConnInfo, req: &Request, refusal: Refusal) -> Admit<RoomName, Ticket> {
-        tracing::info!(peer = %info.id, path = %req.path, status = refusal.status(), reason = refusal.reason(), "upgrade refused");
+    fn refuse(
+        &self,
+        info: &ConnInfo,
+        client: IpAddr,
+        req: &Request,
+        refusal: Refusal,
+    ) -> Admit<RoomName, Ticket> {
+        tracing::info!(peer = %info.id, %client, path = %req.path_only(), status = refusal.status(), reason = refusal.reason(), "upgrade refused");
         if refusal == Refusal::TooManyFromAddress {
             self.observed.events.refused_per_ip_connections();
         }
@@ -168,6 +178,7 @@ impl RelayRooms {
     fn handshake_token(
         &self,
         info: &ConnInfo,
+        client: IpAddr,
         req: &Request,
         room: &RoomName,
     ) -> Result<bool, HttpResponse> {
@@ -181,12 +192,12 @@ impl RelayRooms {
         match verifier.verify(token, SystemTime::now(), room) {
             Ok(claims) => {
                 events.token_ok();
-                tracing::info!(peer = %info.id, player = claims.sub.as_deref().unwrap_or(""), %room, "token accepted");
+                tracing::info!(peer = %info.id, %client, player = claims.sub.as_deref().unwrap_or(""), %room, "token accepted");
                 Ok(true)
             }
             Err(e) => {
                 events.token_rejected(e.as_str());
-                tracing::info!(peer = %info.id, %room, reason = %e, "token refused");
+                tracing::info!(peer = %info.id, %client, %room, reason = %e, "token refused");
                 // RFC 6750 §3: `WWW-Authenticate: Bearer`.
                 let mut r = HttpResponse::text(401, &format!("{e}\n"));
                 r.headers.push(("WWW-Authenticate".into(), "Bearer".into()));
@@ -224,33 +235,48 @@ impl Rooms for RelayRooms {
 
     fn admit(&self, info: &ConnInfo, req: &Request) -> Admit<RoomName, Ticket> {
         if req.is_upgrade {
+            // The client's address: from X-Forwarded-For when the connection
+            // comes from a --trusted-proxy (ignored from anyone else); a PROXY
+            // header already replaced `info.remote` (--proxy-protocol).
+            let client = self.trusted.client_from_forwarded(
+                info.remote.ip(),
+                req.headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("X-Forwarded-For"))
+                    .map(|(_, v)| v.as_str()),
+            );
             if !origin_allowed(&self.allowed_origins, req.header("Origin")) {
-                tracing::info!(peer = %info.id, origin = ?req.header("Origin"), "origin not allowed");
+                tracing::info!(peer = %info.id, %client, origin = ?req.header("Origin"), "origin not allowed");
                 return Admit::Respond(HttpResponse::text(403, "origin not allowed\n"));
             }
             // --path-prefix / --any-path-room: the room's canonical name.
             let Some(room) = self.paths.room_for(&req.path) else {
-                return self.refuse(info, req, Refusal::NotFound);
+                return self.refuse(info, client, req, Refusal::NotFound);
             };
             if !self.observed.ready.is_ready() {
-                return self.refuse(info, req, Refusal::Draining);
+                return self.refuse(info, client, req, Refusal::Draining);
             }
-            let authenticated = match self.handshake_token(info, req, &room) {
+            let authenticated = match self.handshake_token(info, client, req, &room) {
                 Ok(valid) => valid,
                 Err(response) => return Admit::Respond(response),
             };
             let pending_auth = self.cfg.auth_required && !authenticated;
-            return match self.observed.admission.reserve(
-                &room,
-                IpKey::of(info.remote.ip()),
-                pending_auth,
-            ) {
-                Ok(ticket) => Admit::Join {
-                    room,
-                    ticket,
-                    options: AcceptOptions::default(),
-                },
-                Err(refusal) => self.refuse(info, req, refusal),
+            // --max-conns-per-ip and the pending-auth shares count by the client.
+            return match self
+                .observed
+                .admission
+                .reserve(&room, IpKey::of(client), pending_auth)
+            {
+                Ok(ticket) => {
+                    let via = info.via.map(|v| v.ip()).unwrap_or(info.remote.ip());
+                    tracing::debug!(peer = %info.id, %client, %via, %room, "upgrade admitted");
+                    Admit::Join {
+                        room,
+                        ticket,
+                        options: AcceptOptions::default(),
+                    }
+                }
+                Err(refusal) => self.refuse(info, client, req, refusal),
             };
         }
         if req.method != "GET" {
@@ -305,6 +331,8 @@ impl Rooms for RelayRooms {
                 o.events.handshake_refused(status)
             }
             HandshakeOutcome::Refused => o.events.handshake_refused(503),
+            // A PROXY header from an untrusted address, or a malformed one.
+            HandshakeOutcome::PrefaceRefused => o.events.proxy_header_refused(),
             HandshakeOutcome::Responded(_) | HandshakeOutcome::Closed => {}
         }
         if outcome != HandshakeOutcome::Accepted {
@@ -471,6 +499,8 @@ pub struct Server {
     rooms: RoomServer<RelayRooms>,
     observed: Arc<Observed>,
     no_stats: bool,
+    /// `--drain-timeout`.
+    drain_timeout: Duration,
     admin: Option<AdminHandle>,
     _tls_reload: Option<AbortOnDrop>,
 }
@@ -511,13 +541,6 @@ impl Server {
     /// Binds every `--listen` address, loads TLS and starts accepting.
     /// Must be called inside a tokio runtime. Nothing is printed.
     pub fn bind(args: &Args) -> Result<Server, StartError> {
-        if args.proxy_protocol {
-            // The PROXY header must be read before the handshake, in the
-            // connection's own task (crate::proxy has the parser): not wired yet.
-            return Err(StartError(
-                "--proxy-protocol is not supported by this server yet".into(),
-            ));
-        }
         let jwt = match &args.jwt_key_file {
             Some(path) => Some(Arc::new(
                 JwtVerifier::from_file(path)
@@ -564,12 +587,20 @@ impl Server {
             observed: observed.clone(),
             allowed_origins: args.allowed_origins.clone(),
             paths: args.path_rules(),
+            trusted: args.trusted_proxies(),
             public_stats: args.public_stats && !args.no_stats,
         };
+        // --proxy-protocol: the PROXY header is read first in each
+        // connection's own task, before TLS and HTTP (the adapter's preface).
+        let preface = args.proxy_protocol.then(|| {
+            let p: Arc<dyn wsmp_tokio::Preface> = Arc::new(ProxyProtocol(args.trusted_proxies()));
+            p
+        });
         let options = RoomServerOptions {
             config: peer_config(args),
             tls,
             max_pending_per_ip: Some(args.max_pending_per_ip),
+            preface,
         };
         let rooms = RoomServer::start(rooms, listeners, options)
             .map_err(|e| StartError(format!("cannot start the server: {e}")))?;
@@ -579,6 +610,7 @@ impl Server {
             rooms,
             observed,
             no_stats: args.no_stats,
+            drain_timeout: args.drain_timeout,
             admin: None,
             _tls_reload: tls_reload,
         })
@@ -626,30 +658,216 @@ impl Server {
         Ok(bound)
     }
 
-    /// Serves until `shutdown` resolves, then closes every connection
-    /// gracefully (close frame 1001, bounded wait).
+    /// Connected peers now (admitted and authenticating).
+    pub fn peers(&self) -> usize {
+        self.observed.admission.load().peers
+    }
+
+    /// Serves until `shutdown` resolves, then closes every connection at
+    /// once, gracefully (close frame 1001, bounded wait): no drain.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = std::pin::pin!(shutdown);
+        self.serve_until(async {
+            shutdown.await;
+            Stop::Now
+        })
+        .await;
+        self.stop(Stop::Now, &mut StopRequests::none()).await;
+    }
+
+    /// Serves until the first stop request, then stops as it asks:
+    /// [`Stop::Drain`] drains for up to `--drain-timeout` (ended early by
+    /// the next request or when the last peer left), [`Stop::Now`] closes
+    /// at once. Either way every remaining peer gets close 1001.
+    pub async fn run(self, mut stops: StopRequests) {
+        let first = self.serve_until(stops.next()).await;
+        self.stop(first, &mut stops).await;
+    }
+
+    /// Serves (and logs the stats every minute) until `until` resolves.
+    async fn serve_until(&self, until: impl Future<Output = Stop>) -> Stop {
+        let mut until = std::pin::pin!(until);
         let mut stats_tick = tokio::time::interval_at(
             tokio::time::Instant::now() + STATS_LOG_INTERVAL,
             STATS_LOG_INTERVAL,
         );
         loop {
             tokio::select! {
-                () = &mut shutdown => break,
+                stop = &mut until => return stop,
                 _ = stats_tick.tick(), if !self.no_stats => {
                     tracing::info!(stats = %self.stats_json(), "stats");
                 }
             }
         }
+    }
+
+    /// The drain (issue 12): `/readyz` turns 503 and new upgrades get 503
+    /// with `Retry-After` at once; rooms keep running until the drain
+    /// timeout, the next stop request, or the last peer left; then every
+    /// peer gets close 1001 ([`RoomServer::shutdown`]).
+    async fn stop(self, first: Stop, stops: &mut StopRequests) {
         self.observed.ready.set(false);
-        tracing::info!(
-            peers = self.observed.admission.load().peers,
-            "shutting down"
-        );
+        let drain = match first {
+            Stop::Drain => self.drain_timeout,
+            Stop::Now => Duration::ZERO,
+        };
+        let peers = self.peers();
+        if drain.is_zero() || peers == 0 {
+            tracing::info!(
+                peers,
+                reason = first.as_str(),
+                "shutting down: closing every connection (1001)"
+            );
+        } else {
+            tracing::info!(
+                peers,
+                drain_timeout_s = drain.as_secs_f64(),
+                "draining: /readyz is 503 and new upgrades get 503; running rooms go on until \
+                 the drain timeout or the last peer left (a second SIGTERM or a SIGINT stops at once)"
+            );
+            let deadline = tokio::time::Instant::now() + drain;
+            let mut check = tokio::time::interval(DRAIN_CHECK_INTERVAL);
+            let ended = loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => break "drain timeout reached",
+                    stop = stops.next() => break match stop {
+                        Stop::Drain => "second SIGTERM: drain ended early",
+                        Stop::Now => "SIGINT: drain ended early",
+                    },
+                    _ = check.tick() => if self.peers() == 0 {
+                        break "every peer left";
+                    },
+                }
+            };
+            tracing::info!(
+                peers = self.peers(),
+                "drain over ({ended}); closing the remaining connections (1001)"
+            );
+        }
         let Server { rooms, admin, .. } = self;
         rooms.shutdown(SHUTDOWN_TIMEOUT).await;
+        tracing::info!("stopped");
         drop(admin);
+    }
+}
+
+/// How often a drain checks whether the last peer left.
+pub const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A stop request (design/CLI.md: SIGTERM drains, a second signal stops at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Drain first (SIGTERM): for up to `--drain-timeout`.
+    Drain,
+    /// Close every connection now (SIGINT, or a signal during a drain).
+    Now,
+}
+
+impl Stop {
+    /// What was asked, for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stop::Drain => "drain requested (SIGTERM)",
+            Stop::Now => "stop requested (SIGINT)",
+        }
+    }
+}
+
+/// Where stop requests come from: SIGTERM ([`Stop::Drain`]) and SIGINT
+/// ([`Stop::Now`]), or a channel (tests, embedding programs).
+#[derive(Debug)]
+pub struct StopRequests {
+    #[cfg(unix)]
+    signals: Option<(
+        Option<tokio::signal::unix::Signal>,
+        Option<tokio::signal::unix::Signal>,
+    )>,
+    channel: Option<tokio::sync::mpsc::UnboundedReceiver<Stop>>,
+}
+
+/// Sends stop requests to a [`StopRequests::channel`].
+#[derive(Debug, Clone)]
+pub struct StopSender(tokio::sync::mpsc::UnboundedSender<Stop>);
+
+impl StopSender {
+    /// Requests a stop (ignored once the server is gone).
+    pub fn send(&self, stop: Stop) {
+        let _ = self.0.send(stop);
+    }
+}
+
+impl StopRequests {
+    /// SIGTERM and SIGINT. The handlers are installed now (inside a tokio
+    /// runtime), so no signal is missed before the first [`next`](Self::next).
+    pub fn signals() -> StopRequests {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopRequests {
+                signals: Some((
+                    signal(SignalKind::terminate()).ok(),
+                    signal(SignalKind::interrupt()).ok(),
+                )),
+                channel: None,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            // Ctrl-C only: a channel fed by a task.
+            let (tx, rx) = StopRequests::channel();
+            tokio::spawn(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    tx.send(Stop::Now);
+                }
+            });
+            rx
+        }
+    }
+
+    /// Requests sent through the returned [`StopSender`].
+    pub fn channel() -> (StopSender, StopRequests) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (
+            StopSender(tx),
+            StopRequests {
+                #[cfg(unix)]
+                signals: None,
+                channel: Some(rx),
+            },
+        )
+    }
+
+    /// No request ever comes.
+    pub fn none() -> StopRequests {
+        StopRequests {
+            #[cfg(unix)]
+            signals: None,
+            channel: None,
+        }
+    }
+
+    /// The next request (never resolves when none can come).
+    pub async fn next(&mut self) -> Stop {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.signals {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                if let Some(s) = s {
+                    if s.recv().await.is_some() {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await
+            }
+            return tokio::select! {
+                () = recv(term) => Stop::Drain,
+                () = recv(int) => Stop::Now,
+            };
+        }
+        if let Some(rx) = &mut self.channel {
+            if let Some(stop) = rx.recv().await {
+                return stop;
+            }
+        }
+        std::future::pending().await
     }
 }
 
@@ -683,40 +901,19 @@ pub fn init_logging(format: LogFormat) -> Option<tracing_appender::non_blocking:
 /// installed when this is called (inside a tokio runtime), not when the
 /// future is first polled, so no signal is missed in between.
 pub fn shutdown_signal() -> impl Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = signal(SignalKind::terminate()).ok();
-        let int = signal(SignalKind::interrupt()).ok();
-        async move {
-            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
-                match s {
-                    Some(mut s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                () = wait(term) => {}
-                () = wait(int) => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    let mut stops = StopRequests::signals();
+    async move {
+        stops.next().await;
     }
 }
 
 /// The whole program after argument parsing: binds, prints one
 /// `listening on HOST:PORT` line per listener to stdout (flushed), serves
-/// until SIGINT/SIGTERM, then shuts down gracefully.
+/// until SIGTERM (drain, `--drain-timeout`) or SIGINT (at once), then
+/// closes every connection with 1001 and returns (exit 0).
 pub async fn run(args: Args) -> Result<(), StartError> {
     // Signal handlers first, so a signal right after the listening lines is not lost.
-    let signal = shutdown_signal();
+    let stops = StopRequests::signals();
     crate::startup::check_nofile_limit(args.max_peers);
     let mut server = Server::bind(&args)?;
     {
@@ -739,7 +936,7 @@ pub async fn run(args: Args) -> Result<(), StartError> {
     for addr in server.local_addrs() {
         tracing::info!("relay ready: {scheme}://{addr}/ (demo page: GET / on the same port)");
     }
-    server.run_until(signal).await;
+    server.run(stops).await;
     Ok(())
 }
 

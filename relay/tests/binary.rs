@@ -5,99 +5,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use wsmp_tokio::CloseCode;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wsmp-relay");
-
-struct Proc {
-    child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        Proc::spawn_with(args, &[], Stdio::null())
-    }
-
-    /// With environment variables and a chosen stderr.
-    fn spawn_with(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn wsmp-relay");
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Proc { child, stdout }
-    }
-
-    /// Reads one `listening on HOST:PORT` line.
-    fn listening(&mut self) -> std::net::SocketAddr {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("stdout line");
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
-            .trim_end_matches('\n');
-        addr.parse().expect("HOST:PORT")
-    }
-
-    /// Reads the `admin listening on HOST:PORT` line.
-    fn admin(&mut self) -> std::net::SocketAddr {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("stdout line");
-        line.strip_prefix("admin listening on ")
-            .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
-            .trim_end_matches('\n')
-            .parse()
-            .expect("HOST:PORT")
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
-    }
-
-    /// Waits (bounded) for the exit code.
-    fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("wsmp-relay did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_closes_clients_and_exits_zero() {
-    let mut p = Proc::spawn(&["--listen", "127.0.0.1:0"]);
+/// `--drain-timeout 0`: SIGTERM closes every peer at once.
+async fn sigterm_with_drain_timeout_zero_closes_at_once() {
+    let mut p = Proc::spawn(&["--listen", "127.0.0.1:0", "--drain-timeout", "0"]);
     let addr = p.listening();
     assert_ne!(addr.port(), 0, "the real port is printed");
     let admin = p.admin();
@@ -124,7 +41,10 @@ async fn sigterm_closes_clients_and_exits_zero() {
     assert_eq!(http_get(admin, "/readyz").await.0, 200);
 
     p.signal("TERM");
+    let t0 = Instant::now();
     assert_eq!(a.closed().await.code, CloseCode::GOING_AWAY);
+    assert_eq!(b.closed().await.code, CloseCode::GOING_AWAY);
+    assert!(t0.elapsed() < Duration::from_secs(3), "no drain with 0");
     assert_eq!(
         tokio::task::block_in_place(|| p.wait(Duration::from_secs(10))),
         Some(0)
@@ -133,6 +53,158 @@ async fn sigterm_closes_clients_and_exits_zero() {
     let mut rest = String::new();
     p.stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "");
+}
+
+/// Reads the log file written so far.
+fn log_text(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The drain (issue 12): SIGTERM turns `/readyz` to 503 and refuses new
+/// upgrades with 503 + `Retry-After`, while running rooms keep relaying;
+/// after `--drain-timeout` every peer gets 1001 and the relay exits 0,
+/// logging how many peers were still connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_running_rooms_then_closes_1001() {
+    let dir = tmp_dir("drain");
+    let log = dir.join("stderr.log");
+    let mut p = Proc::spawn_with(
+        &["--listen", "127.0.0.1:0", "--drain-timeout", "2"],
+        &[],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let addr = p.listening();
+    let admin = p.admin();
+    let url = format!("ws://{addr}/room/match");
+    let mut a = Client::join(&url).await;
+    let mut b = Client::join(&url).await;
+    assert_eq!(a.recv().await, add_peer(b.id));
+    assert_eq!(b.recv().await, add_peer(a.id));
+    assert_eq!(http_get(admin, "/readyz").await.0, 200);
+    assert_eq!(
+        sample(&scrape(admin).await, "wsmp_relay_draining", &[]),
+        0.0
+    );
+    // A third peer that reads nothing (kept open).
+    let early = raw_upgrade(addr, b"", "/room/match", &[]).await;
+    assert_eq!(early.status(), 101);
+    assert_eq!(a.recv().await[..2], [0x07, 0x01]);
+    assert_eq!(b.recv().await[..2], [0x07, 0x01]);
+
+    p.signal("TERM");
+    let t0 = Instant::now();
+    eventually("/readyz turns 503", || async {
+        http_get(admin, "/readyz").await.0 == 503
+    })
+    .await;
+    let m = scrape(admin).await;
+    assert_eq!(sample(&m, "wsmp_relay_draining", &[]), 1.0);
+    let refused = raw_upgrade(addr, b"", "/room/match", &[]).await;
+    assert_eq!(refused.status(), 503, "{}", refused.head);
+    assert!(refused.header("Retry-After").is_some(), "{}", refused.head);
+    // The room goes on: packets are relayed both ways across the drain.
+    for i in 0..4 {
+        let text = format!("during the drain {i}");
+        a.send(relay(b.id, &raw(text.as_bytes()))).await;
+        assert_eq!(b.recv().await, relay(a.id, &raw(text.as_bytes())));
+        b.send(relay(a.id, &raw(text.as_bytes()))).await;
+        assert_eq!(a.recv().await, relay(b.id, &raw(text.as_bytes())));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Then every peer gets 1001, once the drain timeout ran out.
+    assert_eq!(a.closed().await.code, CloseCode::GOING_AWAY);
+    assert_eq!(b.closed().await.code, CloseCode::GOING_AWAY);
+    let held = t0.elapsed();
+    assert!(held >= Duration::from_millis(1500), "drained for {held:?}");
+    assert_eq!(
+        tokio::task::block_in_place(|| p.wait(Duration::from_secs(10))),
+        Some(0)
+    );
+    let logs = log_text(&log);
+    assert!(logs.contains("draining"), "{logs}");
+    // a, b and the raw connection accepted before the signal.
+    assert!(logs.contains("peers=3"), "{logs}");
+    assert!(logs.contains("drain timeout reached"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A second SIGTERM, or a SIGINT, ends a drain at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_the_drain() {
+    for second in ["TERM", "INT"] {
+        let dir = tmp_dir(&format!("drain2-{second}"));
+        let log = dir.join("stderr.log");
+        let mut p = Proc::spawn_with(
+            &["--listen", "127.0.0.1:0", "--drain-timeout", "60"],
+            &[],
+            Stdio::from(std::fs::File::create(&log).unwrap()),
+        );
+        let addr = p.listening();
+        let admin = p.admin();
+        let mut a = Client::join(&format!("ws://{addr}/")).await;
+        p.signal("TERM");
+        eventually("/readyz turns 503", || async {
+            http_get(admin, "/readyz").await.0 == 503
+        })
+        .await;
+        a.expect_nothing_pending().await;
+        p.signal(second);
+        // Well before the 60 s drain timeout.
+        assert_eq!(a.closed().await.code, CloseCode::GOING_AWAY, "{second}");
+        assert_eq!(
+            tokio::task::block_in_place(|| p.wait(Duration::from_secs(10))),
+            Some(0)
+        );
+        let logs = log_text(&log);
+        assert!(logs.contains("drain ended early"), "{second}: {logs}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The drain ends as soon as the last peer left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_ends_when_the_last_peer_left() {
+    let dir = tmp_dir("drain-empty");
+    let log = dir.join("stderr.log");
+    let mut p = Proc::spawn_with(
+        &["--listen", "127.0.0.1:0", "--drain-timeout", "60"],
+        &[],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let addr = p.listening();
+    let admin = p.admin();
+    let a = Client::join(&format!("ws://{addr}/")).await;
+    let mut b = Client::join(&format!("ws://{addr}/room/other")).await;
+    p.signal("TERM");
+    eventually("/readyz turns 503", || async {
+        http_get(admin, "/readyz").await.0 == 503
+    })
+    .await;
+    a.leave().await;
+    b.expect_nothing_pending().await;
+    assert!(p.child.try_wait().unwrap().is_none(), "one peer is left");
+    b.leave().await;
+    assert_eq!(
+        tokio::task::block_in_place(|| p.wait(Duration::from_secs(10))),
+        Some(0)
+    );
+    let logs = log_text(&log);
+    assert!(logs.contains("every peer left"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGINT alone stops at once (1001), without a drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_closes_at_once() {
+    let mut p = Proc::spawn(&["--listen", "127.0.0.1:0"]);
+    let addr = p.listening();
+    let mut a = Client::join(&format!("ws://{addr}/")).await;
+    p.signal("INT");
+    assert_eq!(a.closed().await.code, CloseCode::GOING_AWAY);
+    assert_eq!(
+        tokio::task::block_in_place(|| p.wait(Duration::from_secs(10))),
+        Some(0)
+    );
 }
 
 #[test]
@@ -380,12 +452,67 @@ async fn sighup_reloads_the_certificate() {
     old.send(relay(old.id, &raw(b"again"))).await;
     assert_eq!(old.recv().await, relay(old.id, &raw(b"again")));
 
-    p.signal("TERM");
+    // Clients are still connected: SIGINT stops without a drain.
+    p.signal("INT");
     assert_eq!(
         tokio::task::block_in_place(|| p.wait(Duration::from_secs(10))),
         Some(0)
     );
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("TLS certificate reloaded"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Precedence seen by clients: `room-max-peers` from the file, overridden
+/// by the environment, overridden by the flag (flags > env > file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_over_environment_over_file_seen_by_clients() {
+    let dir = tmp_dir("precedence");
+    let cfg = dir.join("relay.toml");
+    std::fs::write(&cfg, "room-max-peers = 1\ndrain-timeout = 0\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], usize);
+    let cases: [Case<'_>; 3] = [
+        (&["--config", cfg, "--listen", "127.0.0.1:0"], &[], 1),
+        (
+            &["--config", cfg, "--listen", "127.0.0.1:0"],
+            &[("WSMP_RELAY_ROOM_MAX_PEERS", "2")],
+            2,
+        ),
+        (
+            &[
+                "--config",
+                cfg,
+                "--listen",
+                "127.0.0.1:0",
+                "--room-max-peers",
+                "3",
+            ],
+            &[("WSMP_RELAY_ROOM_MAX_PEERS", "2")],
+            3,
+        ),
+    ];
+    for (args, env, room_max) in cases {
+        let mut p = Proc::spawn_with(args, env, Stdio::null());
+        let addr = p.listening();
+        let url = format!("ws://{addr}/room/full");
+        let mut members = Vec::new();
+        for _ in 0..room_max {
+            members.push(Client::join(&url).await);
+        }
+        let over = raw_upgrade(addr, b"", "/room/full", &[]).await;
+        assert_eq!(
+            over.status(),
+            503,
+            "room-max-peers {room_max}: {}",
+            over.head
+        );
+        p.signal("TERM");
+        assert_eq!(
+            tokio::task::block_in_place(|| p.wait(Duration::from_secs(10))),
+            Some(0),
+            "drain-timeout 0 from the file"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

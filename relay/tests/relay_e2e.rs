@@ -386,6 +386,8 @@ async fn slow_receiver_is_disconnected() {
     let (_, body) = relay_srv.admin_get("/stats").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["disconnected_slow"], 1, "{body}");
+    let m = scrape(relay_srv.admin.unwrap()).await;
+    assert_eq!(sample(&m, "wsmp_relay_slow_receiver_kicks_total", &[]), 1.0);
     drop(b);
     relay_srv.stop().await;
 }

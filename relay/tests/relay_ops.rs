@@ -24,24 +24,8 @@ fn http_status(r: Result<wsmp_tokio::WebSocket, Error>) -> u16 {
     }
 }
 
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
-        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
-}
-
 async fn metrics(relay_srv: &Relay) -> prometheus_parse::Scrape {
-    let (status, body) = relay_srv.admin_get("/metrics").await;
-    assert_eq!(status, 200);
-    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("parses")
+    scrape(relay_srv.admin.expect("admin listener on")).await
 }
 
 #[tokio::test]
@@ -120,6 +104,149 @@ async fn metrics_move_with_traffic() {
         1.0
     );
     relay_srv.stop().await;
+
+    // Handshake timeouts, pending handshakes, per-IP refusals, the
+    // authentication exchange and bytes, on a relay with small limits.
+    let relay_srv = Relay::start(&[
+        "--handshake-timeout",
+        "0.5",
+        "--max-pending-per-ip",
+        "2",
+        "--max-conns-per-ip",
+        "3",
+        "--auth-token",
+        "s3cret",
+        "--auth-timeout",
+        "1.5",
+    ]);
+    let addr = relay_srv.addr;
+    let m0 = metrics(&relay_srv).await;
+    for (name, labels) in [
+        ("wsmp_relay_pending_handshakes", &[][..]),
+        ("wsmp_relay_pending_auth", &[]),
+        ("wsmp_relay_handshakes_total", &[("outcome", "timeout")]),
+        ("wsmp_relay_refused_per_ip_total", &[("limit", "pending")]),
+        (
+            "wsmp_relay_refused_per_ip_total",
+            &[("limit", "connections")],
+        ),
+        ("wsmp_relay_auth_total", &[("outcome", "ok")]),
+        ("wsmp_relay_auth_total", &[("outcome", "failed")]),
+        ("wsmp_relay_auth_total", &[("outcome", "timeout")]),
+        ("wsmp_relay_bytes_total", &[("direction", "in")]),
+    ] {
+        assert_eq!(sample(&m0, name, labels), 0.0, "{name} {labels:?}");
+    }
+    // Two idle TCP connections: pending handshakes; a third is over
+    // --max-pending-per-ip and closed at accept.
+    let idle1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let idle2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    eventually("two pending handshakes", || async {
+        sample(
+            &metrics(&relay_srv).await,
+            "wsmp_relay_pending_handshakes",
+            &[],
+        ) == 2.0
+    })
+    .await;
+    let over = raw_upgrade(addr, b"", "/", &[]).await;
+    assert_eq!(over.status(), 0, "closed at accept: {}", over.head);
+    // Both time out after 0.5 s.
+    eventually("two handshake timeouts", || async {
+        let m = metrics(&relay_srv).await;
+        sample(&m, "wsmp_relay_handshakes_total", &[("outcome", "timeout")]) == 2.0
+            && sample(&m, "wsmp_relay_pending_handshakes", &[]) == 0.0
+    })
+    .await;
+    drop((idle1, idle2));
+    // Authentication: one right token, one wrong, one silent (times out).
+    let url = relay_srv.url("/");
+    let mut ok = Client::join(&url).await;
+    let mut wrong = Client::join(&url).await;
+    let _silent = Client::join(&url).await;
+    assert_eq!(
+        sample(&metrics(&relay_srv).await, "wsmp_relay_pending_auth", &[]),
+        3.0
+    );
+    // A fourth connection from 127.0.0.1 while three are open: 429.
+    let r = connect_ws(&url, ClientOptions::default()).await;
+    assert_eq!(http_status(r), 429);
+    ok.send(auth(b"s3cret")).await;
+    assert_eq!(ok.recv().await, auth(b""));
+    ok.send(auth(b"")).await;
+    wrong.send(auth(b"nope")).await;
+    assert_eq!(wrong.closed().await.code, wsmp_tokio::CloseCode(1008));
+    eventually("auth outcomes counted", || async {
+        let m = metrics(&relay_srv).await;
+        sample(&m, "wsmp_relay_auth_total", &[("outcome", "ok")]) == 1.0
+            && sample(&m, "wsmp_relay_auth_total", &[("outcome", "failed")]) == 1.0
+            && sample(&m, "wsmp_relay_auth_total", &[("outcome", "timeout")]) >= 1.0
+    })
+    .await;
+    let m = metrics(&relay_srv).await;
+    assert_eq!(
+        sample(
+            &m,
+            "wsmp_relay_refused_per_ip_total",
+            &[("limit", "pending")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "wsmp_relay_refused_per_ip_total",
+            &[("limit", "connections")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "wsmp_relay_handshake_refusals_total",
+            &[("status", "429")]
+        ),
+        1.0
+    );
+    // Bytes: the auth messages in ("07 00 s3cret", "07 00", "07 00 nope"),
+    // the id messages and the auth answer out.
+    assert!(sample(&m, "wsmp_relay_bytes_total", &[("direction", "in")]) >= 14.0);
+    assert!(sample(&m, "wsmp_relay_bytes_total", &[("direction", "out")]) >= 2.0);
+    assert_eq!(
+        sample(&m, "wsmp_relay_disconnects_total", &[("code", "1008")]),
+        1.0
+    );
+    relay_srv.stop().await;
+
+    // TLS failures: plain HTTP to a wss:// port, and a client that does not
+    // trust the certificate.
+    let certs = wsmp_tls::testing::TestCerts::generate();
+    let dir = std::env::temp_dir().join(format!("wsmp-relay-ops-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, &certs.server_chain_pem).unwrap();
+    std::fs::write(&key, &certs.server_key_pem).unwrap();
+    let relay_srv = Relay::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let plain = raw_upgrade(relay_srv.addr, b"", "/", &[]).await;
+    assert_eq!(plain.status(), 0, "{}", plain.head);
+    let wss = format!("wss://{}/", relay_srv.addr);
+    assert!(connect_ws(&wss, ClientOptions::default()).await.is_err());
+    eventually("two TLS failures", || async {
+        let m = metrics(&relay_srv).await;
+        sample(
+            &m,
+            "wsmp_relay_handshakes_total",
+            &[("outcome", "tls_failure")],
+        ) == 2.0
+    })
+    .await;
+    relay_srv.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -318,4 +445,156 @@ async fn jwt_in_the_handshake() {
     );
     relay_srv.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn sa(s: &str) -> std::net::SocketAddr {
+    s.parse().unwrap()
+}
+
+/// `--trusted-proxy`: from a trusted address the client is the rightmost
+/// untrusted `X-Forwarded-For` hop, and `--max-conns-per-ip` counts it; from
+/// an untrusted address the header is ignored.
+#[tokio::test]
+async fn forwarded_for_from_trusted_proxies_only() {
+    let relay_srv = Relay::start(&["--trusted-proxy", "127.0.0.1", "--max-conns-per-ip", "1"]);
+    let url = relay_srv.url("/");
+    let _a = Client::join_with(&url, forwarded_for("198.51.100.1")).await;
+    // Another client behind the same proxy: its own share.
+    let _b = Client::join_with(&url, forwarded_for("198.51.100.2")).await;
+    // A forged hop on the left is not believed: the client is 198.51.100.1.
+    let r = connect_ws(&url, forwarded_for("203.0.113.9, 198.51.100.1")).await;
+    assert_eq!(http_status(r), 429);
+    // The proxy's own connection (no header) counts as 127.0.0.1.
+    let _c = Client::join(&url).await;
+    assert_eq!(
+        http_status(connect_ws(&url, ClientOptions::default()).await),
+        429
+    );
+    let m = metrics(&relay_srv).await;
+    assert_eq!(
+        sample(
+            &m,
+            "wsmp_relay_refused_per_ip_total",
+            &[("limit", "connections")]
+        ),
+        2.0
+    );
+    assert_eq!(sample(&m, "wsmp_relay_peers", &[]), 3.0);
+    relay_srv.stop().await;
+
+    // 127.0.0.1 is not a trusted proxy here: X-Forwarded-For is ignored.
+    let relay_srv = Relay::start(&["--trusted-proxy", "10.0.0.0/8", "--max-conns-per-ip", "1"]);
+    let url = relay_srv.url("/");
+    let _a = Client::join_with(&url, forwarded_for("198.51.100.1")).await;
+    let r = connect_ws(&url, forwarded_for("198.51.100.2")).await;
+    assert_eq!(http_status(r), 429, "both are 127.0.0.1");
+    relay_srv.stop().await;
+}
+
+/// `--proxy-protocol`: a PROXY v1/v2 header from a trusted proxy names the
+/// client (for `--max-conns-per-ip` and `--max-pending-per-ip`); a trusted
+/// proxy must send one; from an untrusted address one is refused.
+#[tokio::test]
+async fn proxy_protocol_headers() {
+    let relay_srv = Relay::start(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--proxy-protocol",
+        "--max-conns-per-ip",
+        "1",
+        "--max-pending-per-ip",
+        "1",
+    ]);
+    let addr = relay_srv.addr;
+    let v1 = |client: &str| proxy_v1(sa(client), addr);
+    let a = raw_upgrade(addr, &v1("198.51.100.1:4000"), "/", &[]).await;
+    assert_eq!(a.status(), 101, "{}", a.head);
+    let b = raw_upgrade(addr, &v1("198.51.100.2:4000"), "/", &[]).await;
+    assert_eq!(b.status(), 101, "{}", b.head);
+    let c = raw_upgrade(addr, &v1("198.51.100.1:4001"), "/", &[]).await;
+    assert_eq!(c.status(), 429, "{}", c.head);
+    let v2 = proxy_v2(
+        "198.51.100.3:4000".parse().unwrap(),
+        "127.0.0.1:80".parse().unwrap(),
+    );
+    let d = raw_upgrade(addr, &v2, "/", &[]).await;
+    assert_eq!(d.status(), 101, "v2: {}", d.head);
+    // IPv6 client behind an IPv4 proxy.
+    let e = raw_upgrade(addr, &v1("[2001:db8::7]:4000"), "/", &[]).await;
+    assert_eq!(e.status(), 101, "{}", e.head);
+    // LOCAL / UNKNOWN: the proxy's own connection (127.0.0.1).
+    let f = raw_upgrade(addr, b"PROXY UNKNOWN\r\n", "/", &[]).await;
+    assert_eq!(f.status(), 101, "{}", f.head);
+    // A trusted proxy without a header, or a malformed one: closed unanswered.
+    let g = raw_upgrade(addr, b"", "/", &[]).await;
+    assert_eq!(g.status(), 0, "no header from a trusted proxy: {}", g.head);
+    let h = raw_upgrade(addr, b"PROXY TCP4 nonsense\r\n", "/", &[]).await;
+    assert_eq!(h.status(), 0, "{}", h.head);
+
+    // Pending handshakes count by the header's client: one idle connection
+    // from 198.51.100.4 …
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut idle, &v1("198.51.100.4:5000"))
+        .await
+        .unwrap();
+    eventually("the idle handshake is pending", || async {
+        sample(
+            &metrics(&relay_srv).await,
+            "wsmp_relay_pending_handshakes",
+            &[],
+        ) == 1.0
+    })
+    .await;
+    // … keeps a second one from 198.51.100.4 out, but not one from 198.51.100.5.
+    let i = raw_upgrade(addr, &v1("198.51.100.4:5001"), "/", &[]).await;
+    assert_eq!(i.status(), 0, "over --max-pending-per-ip: {}", i.head);
+    let j = raw_upgrade(addr, &v1("198.51.100.5:5000"), "/", &[]).await;
+    assert_eq!(j.status(), 101, "{}", j.head);
+
+    let m = metrics(&relay_srv).await;
+    assert_eq!(
+        sample(
+            &m,
+            "wsmp_relay_handshakes_total",
+            &[("outcome", "proxy_refused")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "wsmp_relay_refused_per_ip_total",
+            &[("limit", "pending")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "wsmp_relay_refused_per_ip_total",
+            &[("limit", "connections")]
+        ),
+        1.0
+    );
+    assert_eq!(sample(&m, "wsmp_relay_peers", &[]), 6.0);
+    drop((a, b, d, e, f, j, idle));
+    relay_srv.stop().await;
+
+    // From an untrusted address a PROXY header is refused; a plain client is served.
+    let relay_srv = Relay::start(&["--trusted-proxy", "10.0.0.0/8", "--proxy-protocol"]);
+    let addr = relay_srv.addr;
+    let k = raw_upgrade(addr, &proxy_v1(sa("198.51.100.1:1"), addr), "/", &[]).await;
+    assert_eq!(k.status(), 0, "{}", k.head);
+    let mut plain = Client::join(&relay_srv.url("/")).await;
+    plain.expect_nothing_pending().await;
+    let m = metrics(&relay_srv).await;
+    assert_eq!(
+        sample(
+            &m,
+            "wsmp_relay_handshakes_total",
+            &[("outcome", "proxy_refused")]
+        ),
+        1.0
+    );
+    relay_srv.stop().await;
 }

@@ -439,6 +439,9 @@ pub enum HandshakeOutcome {
     Closed,
     /// Accepted, but the host refused the peer (the server is stopping).
     Refused,
+    /// The [`Preface`] refused the connection (e.g. a PROXY header from an
+    /// untrusted address, or a malformed one); closed without an answer.
+    PrefaceRefused,
 }
 
 /// What a server shares with every connection task.
@@ -449,6 +452,8 @@ pub(crate) struct ServerCore {
     pub(crate) ids: Mutex<IdRegistry>,
     pending: Arc<PendingPerIp>,
     pub(crate) max_pending_per_ip: Option<usize>,
+    /// Read before TLS and HTTP on every accepted socket ([`Preface`]).
+    pub(crate) preface: Option<Arc<dyn Preface>>,
     /// Set by shutdown/close: handshakes in progress end, accept loops stop.
     stopping: AtomicBool,
     stop: Notify,
@@ -470,11 +475,18 @@ impl ServerCore {
             ids: IdRegistry::new(),
             pending: Arc::new(PendingPerIp::default()),
             max_pending_per_ip,
+            preface: None,
             stopping: AtomicBool::new(false),
             stop: Notify::new(),
             refusing: AtomicBool::new(false),
             resume: Notify::new(),
         }
+    }
+
+    /// Reads `preface` first on every accepted socket.
+    pub(crate) fn with_preface(mut self, preface: Option<Arc<dyn Preface>>) -> ServerCore {
+        self.preface = preface;
+        self
     }
 
     /// Stops accepting and ends every handshake in progress.
@@ -511,12 +523,148 @@ impl ServerCore {
 pub struct ConnInfo {
     /// The id the peer gets if it joins (unique across the server).
     pub id: PeerId,
-    /// The remote address of the TCP connection.
+    /// The client's address: the remote address of the TCP connection, or
+    /// the address a [`Preface`] named (e.g. a PROXY protocol header).
     pub remote: SocketAddr,
+    /// The remote address of the TCP connection when a [`Preface`] named
+    /// another client address (the proxy's), else `None`.
+    pub via: Option<SocketAddr>,
     /// The local address it arrived on.
     pub local: Option<SocketAddr>,
     /// True for `wss://`.
     pub tls: bool,
+}
+
+/// What a [`Preface`] decides on the first bytes of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrefaceDecision {
+    /// The bytes so far are not enough: wait for more and ask again.
+    NeedMore,
+    /// Serve the connection: `consumed` bytes are the preface (they are
+    /// read and dropped; TLS or HTTP starts after them), and `remote` is
+    /// the client's address from now on ([`ConnInfo::remote`]).
+    Proceed {
+        /// Length of the preface (0 when there is none).
+        consumed: usize,
+        /// The client's address.
+        remote: SocketAddr,
+    },
+    /// Close the connection at once, without an answer.
+    Refuse(String),
+}
+
+/// Something a connection sends before TLS and HTTP, read in the
+/// connection's own task right after accept — e.g. a PROXY protocol header
+/// naming the real client behind a load balancer.
+///
+/// The engine peeks at the socket (nothing is consumed) and hands the
+/// bytes so far to [`read`](Self::read) until it decides; then it reads
+/// exactly the `consumed` bytes, so TLS and the HTTP request start right
+/// after the preface. The wait is bounded by the handshake timeout, which
+/// runs from TCP accept (preface, TLS and upgrade together).
+///
+/// Unfinished handshakes are counted per address for
+/// `max_pending_per_ip`: by the TCP peer at accept, unless
+/// [`defers_pending_count`](Self::defers_pending_count) says that peer
+/// speaks for others (a trusted proxy); then the connection is counted by
+/// the address the preface names, once it is read. When the preface names
+/// another address than the one counted at accept, the count moves to it.
+pub trait Preface: Send + Sync + 'static {
+    /// Most bytes a preface may take: a connection whose first
+    /// `max_len` bytes are still [`PrefaceDecision::NeedMore`] is refused.
+    fn max_len(&self) -> usize;
+    /// Whether a connection from `remote` is counted against
+    /// `max_pending_per_ip` only once its preface named the client.
+    fn defers_pending_count(&self, _remote: SocketAddr) -> bool {
+        false
+    }
+    /// Decides on the first bytes `head` of a connection from `remote`
+    /// (the TCP peer); called again with more bytes after `NeedMore`.
+    fn read(&self, remote: SocketAddr, head: &[u8]) -> PrefaceDecision;
+}
+
+/// Why a preface did not let the connection through.
+#[derive(Debug)]
+enum PrefaceFailure {
+    /// The handshake timeout ran out first.
+    Timeout,
+    /// The peer closed or the socket failed first (or the server stopped).
+    Closed,
+    /// [`PrefaceDecision::Refuse`], or longer than `max_len`.
+    Refused(String),
+}
+
+/// Reads the preface of a fresh socket (see [`Preface`]): peeks until the
+/// preface decides, then consumes exactly its bytes. Returns the client's
+/// address.
+async fn read_preface(
+    sock: &TcpStream,
+    preface: &dyn Preface,
+    remote: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Result<SocketAddr, PrefaceFailure> {
+    use std::time::Duration;
+    let max = preface.max_len().max(1);
+    let mut buf = vec![0u8; max];
+    let mut seen = 0;
+    let mut backoff = Duration::from_millis(1);
+    let (consumed, client) = loop {
+        let n = match tokio::time::timeout_at(deadline, sock.peek(&mut buf)).await {
+            Err(_) => return Err(PrefaceFailure::Timeout),
+            Ok(Err(_) | Ok(0)) => return Err(PrefaceFailure::Closed),
+            Ok(Ok(n)) => n,
+        };
+        match preface.read(remote, &buf[..n]) {
+            PrefaceDecision::Proceed { consumed, remote } if consumed <= n => {
+                break (consumed, remote)
+            }
+            PrefaceDecision::Proceed { .. } => {
+                return Err(PrefaceFailure::Refused(
+                    "preface longer than the bytes it was given".into(),
+                ))
+            }
+            PrefaceDecision::Refuse(reason) => return Err(PrefaceFailure::Refused(reason)),
+            PrefaceDecision::NeedMore if n >= max => {
+                return Err(PrefaceFailure::Refused(format!(
+                    "no complete preface in {max} bytes"
+                )))
+            }
+            PrefaceDecision::NeedMore => {
+                // A peek returns at once while unread bytes wait, so it
+                // cannot wait for *more* bytes: back off (1 ms doubling to
+                // 50 ms) while nothing new arrived. Prefaces come in one
+                // segment in practice (nginx, HAProxy write them whole).
+                if n == seen {
+                    if tokio::time::Instant::now() + backoff >= deadline {
+                        tokio::time::sleep_until(deadline).await;
+                        return Err(PrefaceFailure::Timeout);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                } else {
+                    backoff = Duration::from_millis(1);
+                }
+                seen = n;
+            }
+        }
+    };
+    // The preface's bytes are in the socket's receive buffer: read exactly them.
+    let mut left = consumed;
+    while left > 0 {
+        let ready = tokio::time::timeout_at(deadline, sock.readable()).await;
+        match ready {
+            Err(_) => return Err(PrefaceFailure::Timeout),
+            Ok(Err(_)) => return Err(PrefaceFailure::Closed),
+            Ok(Ok(())) => {}
+        }
+        match sock.try_read(&mut buf[..left]) {
+            Ok(0) => return Err(PrefaceFailure::Closed),
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(PrefaceFailure::Closed),
+        }
+    }
+    Ok(client)
 }
 
 /// Where accepted sockets go: the admission decision and the host a peer
@@ -578,12 +726,23 @@ pub(crate) async fn accept_loop<A: Acceptor>(acceptor: Arc<A>, listener: tokio::
         // Refusal may have started while we waited in accept(): hold the
         // socket untouched, as if it were still in the backlog (spec §3.5).
         wait_while_refusing(core).await;
-        let Some(guard) = core.pending.try_add(remote, core.max_pending_per_ip) else {
-            tracing::debug!(%remote, "too many unfinished handshakes from this address; closing");
-            acceptor.pending_limit_refused(remote);
-            continue;
+        // A trusted proxy's connections are counted by the client its
+        // preface names, once read (see `Preface`).
+        let deferred = core
+            .preface
+            .as_ref()
+            .is_some_and(|p| p.defers_pending_count(remote));
+        let guard = if deferred {
+            PendingGuard(None)
+        } else {
+            let Some(guard) = core.pending.try_add(remote, core.max_pending_per_ip) else {
+                tracing::debug!(%remote, "too many unfinished handshakes from this address; closing");
+                acceptor.pending_limit_refused(remote);
+                continue;
+            };
+            guard
         };
-        tokio::spawn(serve(acceptor.clone(), sock, remote, guard));
+        tokio::spawn(serve(acceptor.clone(), sock, remote, guard, deferred));
     }
 }
 
@@ -614,22 +773,63 @@ async fn serve<A: Acceptor>(
     acceptor: Arc<A>,
     sock: TcpStream,
     remote: SocketAddr,
-    pending: PendingGuard,
+    mut pending: PendingGuard,
+    deferred: bool,
 ) {
     let core = acceptor.core();
     if let Err(e) = wsmp_io::tune_stream(socket2::SockRef::from(&sock)) {
         tracing::debug!(%remote, error = %e, "socket options");
     }
     let clock = core.clock;
+    // The handshake timeout runs from TCP accept: preface, TLS and upgrade.
+    let accepted_at = clock.now();
     let id = core.lock_ids().draw();
     let _id = IdGuard(core, id);
-    let info = ConnInfo {
+    let mut info = ConnInfo {
         id,
         remote,
+        via: None,
         local: sock.local_addr().ok(),
         tls: core.tls.is_some(),
     };
     acceptor.handshake_started(&info);
+    if let Some(preface) = &core.preface {
+        let deadline = clock.instant(accepted_at.saturating_add(core.config.handshake_timeout));
+        let read = tokio::select! {
+            r = read_preface(&sock, preface.as_ref(), remote, deadline) => r,
+            () = core.stop.notified() => Err(PrefaceFailure::Closed),
+        };
+        let client = match read {
+            Ok(client) => client,
+            Err(failure) => {
+                let outcome = match failure {
+                    PrefaceFailure::Timeout => HandshakeOutcome::Timeout,
+                    PrefaceFailure::Closed => HandshakeOutcome::Closed,
+                    PrefaceFailure::Refused(reason) => {
+                        tracing::info!(%remote, %reason, "connection refused by its preface");
+                        HandshakeOutcome::PrefaceRefused
+                    }
+                };
+                acceptor.handshake_ended(&info, outcome);
+                return;
+            }
+        };
+        if deferred || client.ip() != remote.ip() {
+            drop(pending);
+            let Some(guard) = core.pending.try_add(client, core.max_pending_per_ip) else {
+                tracing::debug!(%client, via = %remote, "too many unfinished handshakes from this address; closing");
+                acceptor.pending_limit_refused(client);
+                info.remote = client;
+                acceptor.handshake_ended(&info, HandshakeOutcome::Closed);
+                return;
+            };
+            pending = guard;
+        }
+        if client != remote {
+            info.remote = client;
+            info.via = Some(remote);
+        }
+    }
     let tls = match &core.tls {
         Some(opts) => match rustls::ServerConnection::new(opts.config()) {
             Ok(c) => Some(Box::new(rustls::Connection::Server(c))),
@@ -644,7 +844,7 @@ async fn serve<A: Acceptor>(
     let mut driver = Driver::new(tls, core.config.close_timeout);
     let mut conn = match Connection::server(
         core.config.clone(),
-        clock.now(),
+        accepted_at,
         wsmp_core::connection::Admission::Manual,
     ) {
         Ok(conn) => conn,

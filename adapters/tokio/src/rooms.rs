@@ -32,7 +32,7 @@ use wsmp_core::host::{Host, PeerId};
 use wsmp_core::{Config, Timestamp};
 
 use crate::engine::{self, Acceptor, HostCell, Logic, PeerSlot, ServerCore};
-pub use crate::engine::{ConnInfo, HandshakeOutcome};
+pub use crate::engine::{ConnInfo, HandshakeOutcome, Preface, PrefaceDecision};
 use crate::error::Error;
 use crate::tls::TlsServerOptions;
 
@@ -109,7 +109,13 @@ pub struct RoomServerOptions {
     pub tls: Option<TlsServerOptions>,
     /// Most unfinished handshakes (TLS included) from one IP address; a
     /// connection over the limit is closed at once, without an answer.
+    /// With a [`preface`](Self::preface), see [`Preface`] for which address
+    /// a connection counts against.
     pub max_pending_per_ip: Option<usize>,
+    /// Read on every accepted socket before TLS and HTTP, in the
+    /// connection's own task (e.g. a PROXY protocol header); it may name
+    /// another client address ([`ConnInfo::remote`]).
+    pub preface: Option<Arc<dyn Preface>>,
 }
 
 impl fmt::Debug for RoomServerOptions {
@@ -118,6 +124,7 @@ impl fmt::Debug for RoomServerOptions {
             .field("config", &self.config)
             .field("tls", &self.tls.is_some())
             .field("max_pending_per_ip", &self.max_pending_per_ip)
+            .field("preface", &self.preface.is_some())
             .finish()
     }
 }
@@ -299,7 +306,8 @@ impl<R: Rooms> RoomServer<R> {
             .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Config(e)))?;
         let shared = Arc::new(Shared {
             rooms,
-            core: ServerCore::new(options.config, options.tls, options.max_pending_per_ip),
+            core: ServerCore::new(options.config, options.tls, options.max_pending_per_ip)
+                .with_preface(options.preface),
             registry: Mutex::new(HashMap::new()),
         });
         let local_addrs = listeners

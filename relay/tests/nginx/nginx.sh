@@ -5,6 +5,10 @@
 #
 #   nginx.sh start xff   RELAY_PORT WORKDIR   # HTTP proxy adding X-Forwarded-For
 #   nginx.sh start proxy RELAY_PORT WORKDIR   # TCP (stream) proxy with `proxy_protocol on`
+#   nginx.sh start chain RELAY_PORT WORKDIR   # the same, but it also reads a PROXY header
+#                                             # from its clients (a load balancer in front,
+#                                             # trusted from 127.0.0.1: realip) and passes
+#                                             # that client address on in its own header
 #   nginx.sh stop WORKDIR
 #
 # `start` prints `nginx listening on 127.0.0.1:PORT` once nginx accepts
@@ -23,7 +27,7 @@ write_config() {
     local mode=$1 relay_port=$2 work=$3 port=$4
     mkdir -p "$work/tmp"
     {
-        [ "$mode" = proxy ] && echo "load_module $STREAM_MODULE;"
+        [ "$mode" != xff ] && echo "load_module $STREAM_MODULE;"
         cat <<CONF
 daemon on;
 worker_processes 1;
@@ -59,11 +63,22 @@ http {
     }
 }
 CONF
-        else
+        elif [ "$mode" = proxy ]; then
             cat <<CONF
 stream {
     server {
         listen 127.0.0.1:$port;
+        proxy_pass 127.0.0.1:$relay_port;
+        proxy_protocol on;
+    }
+}
+CONF
+        else
+            cat <<CONF
+stream {
+    server {
+        listen 127.0.0.1:$port proxy_protocol;
+        set_real_ip_from 127.0.0.1;
         proxy_pass 127.0.0.1:$relay_port;
         proxy_protocol on;
     }
@@ -86,10 +101,10 @@ wait_listening() {
 
 case "${1:-}" in
 start)
-    mode=${2:?mode: xff or proxy}
+    mode=${2:?mode: xff, proxy or chain}
     relay_port=${3:?relay port}
     work=${4:?work directory}
-    case "$mode" in xff | proxy) ;; *) echo "error: mode must be xff or proxy" >&2; exit 2 ;; esac
+    case "$mode" in xff | proxy | chain) ;; *) echo "error: mode must be xff, proxy or chain" >&2; exit 2 ;; esac
     mkdir -p "$work"
     work=$(cd "$work" && pwd)
     # The port is picked free, then bound by nginx: retry if another process took it in between.
@@ -119,7 +134,7 @@ stop)
     fi
     ;;
 *)
-    echo "usage: nginx.sh start xff|proxy RELAY_PORT WORKDIR | nginx.sh stop WORKDIR" >&2
+    echo "usage: nginx.sh start xff|proxy|chain RELAY_PORT WORKDIR | nginx.sh stop WORKDIR" >&2
     exit 2
     ;;
 esac

@@ -2,7 +2,8 @@
 # Smoke test of the nginx test helpers against the relay as it is today:
 # a WebSocket upgrade through nginx (X-Forwarded-For mode) reaches the relay,
 # and nginx's stream mode sends a PROXY header upstream. The relay's own use
-# of X-Forwarded-For and PROXY headers is tested separately once wired.
+# of X-Forwarded-For and PROXY headers (--trusted-proxy, --proxy-protocol) is
+# tested by relay/tests/nginx.rs (part of `cargo test`), with these helpers.
 #
 #   bash relay/tests/nginx/smoke.sh        (CI=true: a missing nginx fails)
 set -euo pipefail
