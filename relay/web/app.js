@@ -10,7 +10,7 @@
 
   const $ = (id) => document.getElementById(id);
   const el = {
-    form: $("join-form"), room: $("room"), token: $("token"),
+    form: $("join-form"), room: $("room"), token: $("token"), jwt: $("jwt"),
     connect: $("connect"), disconnect: $("disconnect"),
     dot: $("status-dot"), status: $("status"), me: $("me"), compression: $("compression"),
     peers: $("peers"), peerCount: $("peer-count"),
@@ -126,6 +126,7 @@
     el.disconnect.disabled = !connected;
     el.room.disabled = connected;
     el.token.disabled = connected;
+    el.jwt.disabled = connected;
     const canSend = connected && admitted;
     el.text.disabled = !canSend;
     el.send.disabled = !canSend;
@@ -210,10 +211,14 @@
       return;
     }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = scheme + "://" + location.host + (room ? "/room/" + room : "/");
+    const base = scheme + "://" + location.host + (room ? "/room/" + room : "/");
+    // A signed player token goes in the URL (browsers cannot set an
+    // Authorization header on a WebSocket); the relay checks it before the upgrade.
+    const jwt = el.jwt.value.trim();
+    const url = jwt ? base + "?token=" + encodeURIComponent(jwt) : base;
     myId = 0; admitted = false; peers.clear();
     el.me.textContent = "";
-    setStatus("Connecting to " + url + "…", "wait");
+    setStatus("Connecting to " + base + (jwt ? "?token=…" : "") + "…", "wait");
     let sock;
     try {
       sock = new WebSocket(url);
@@ -238,6 +243,11 @@
     };
     ws.onerror = () => addLine("err", "", "connection error");
     ws.onclose = (c) => {
+      if (!myId) {
+        // No id message: the upgrade itself was refused (the browser hides the HTTP status).
+        addLine("err", "", "the relay refused the connection" +
+          (jwt ? " (a bad, expired or wrong-room player token gets HTTP 401)" : ""));
+      }
       ws = null; myId = 0; admitted = false; peers.clear();
       setStatus("Not connected", "off");
       el.me.textContent = "";

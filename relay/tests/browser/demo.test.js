@@ -4,10 +4,14 @@
 //   CHROMIUM         browser binary (Debian's /usr/bin/chromium)
 //   RELAY_URL        http://127.0.0.1:PORT of a running relay
 //   SCREENSHOT, SCREENSHOT_B  PNG paths for pages A and B
+//   RELAY_JWT_URL    http://127.0.0.1:PORT of a relay with --jwt-key-file JWT_KEY_FILE
+//   JWT_KEY_FILE     its HS256 secret (one trailing newline stripped)
 // Exits 0 when every check passed, 1 on the first failure.
 "use strict";
 
 const { chromium } = require(process.env.PLAYWRIGHT_CORE || "playwright-core");
+const crypto = require("crypto");
+const fs = require("fs");
 
 const RELAY_URL = process.env.RELAY_URL;
 const STEP_MS = 10000; // any single wait
@@ -24,6 +28,15 @@ function check(cond, msg) {
 }
 
 const log = (...a) => console.log("[demo.test]", ...a);
+
+// An HS256 JWT (RFC 7519) signed with `secret`, written out here so the
+// test does not share code with the relay's verifier.
+function signJwt(claims, secret) {
+  const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+  const input = b64({ alg: "HS256", typ: "JWT" }) + "." + b64(claims);
+  const sig = crypto.createHmac("sha256", secret).update(input).digest("base64url");
+  return input + "." + sig;
+}
 
 async function main() {
   check(RELAY_URL, "RELAY_URL not set");
@@ -197,6 +210,39 @@ async function main() {
     await expectPeers("A", a, [idB]);
     await expectPeers("B", b, [idA]);
     check(await c.isEnabled("#connect"), "C: Connect not enabled after leaving");
+
+    // The player-token field: ?token= on the upgrade (relay with --jwt-key-file).
+    if (process.env.RELAY_JWT_URL) {
+      const secret = fs.readFileSync(process.env.JWT_KEY_FILE, "utf8").replace(/\r?\n$/, "");
+      const tokenRoom = "jwt-" + room;
+      const exp = Math.floor(Date.now() / 1000) + 600;
+      const ctx = await browser.newContext();
+      const t = await ctx.newPage();
+      t.setDefaultTimeout(STEP_MS);
+      t.on("pageerror", (e) => problems.push(`T: page error: ${e.message}`));
+      await t.goto(process.env.RELAY_JWT_URL + "/room/" + tokenRoom, { waitUntil: "load" });
+      // A token for another room: the upgrade is refused (HTTP 401) and the page says so.
+      await t.fill("#jwt", signJwt({ exp, room: "elsewhere", sub: "browser" }, secret));
+      await t.click("#connect");
+      await t.waitForFunction(() =>
+        Array.from(document.querySelectorAll("#messages li.err")).some((li) =>
+          li.textContent.includes("refused the connection")),
+      );
+      check((await t.textContent("#status")) === "Not connected", "T: wrong-room token not refused");
+      // A token for this room: joined at once, without the auth exchange.
+      await t.fill("#jwt", signJwt({ exp, room: tokenRoom, sub: "browser" }, secret));
+      await t.click("#connect");
+      await t.waitForFunction(() => /^you are peer \d+$/.test(document.getElementById("me").textContent));
+      check((await t.textContent("#status")) === "Connected", "T: valid token: status not \"Connected\"");
+      await t.waitForFunction(() => !document.getElementById("text").disabled);
+      check(
+        !(await t.textContent("#status")).includes(secret) && !(await t.textContent("#messages")).includes("eyJ"),
+        "T: the token is shown on the page",
+      );
+      await t.click("#disconnect");
+      await t.waitForFunction(() => document.getElementById("status").textContent === "Not connected");
+      log("player token: refused for another room, joined with ?token= for its room");
+    }
 
     await a.screenshot({ path: process.env.SCREENSHOT || "relay-demo.png", fullPage: true });
     if (process.env.SCREENSHOT_B) await b.screenshot({ path: process.env.SCREENSHOT_B, fullPage: true });

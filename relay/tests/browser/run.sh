@@ -10,7 +10,9 @@
 # pages (separate browser contexts) through join, peer list, broadcast and
 # single-peer chat, and leave, with permessage-deflate negotiated (checked
 # from each page: ws.extensions). Screenshot: target/relay-demo.png (page A)
-# and target/relay-demo-b.png (page B).
+# and target/relay-demo-b.png (page B). A second relay with --jwt-key-file
+# (a generated HS256 secret) checks the page's player-token field: a valid
+# token in ?token= joins without the auth exchange, a wrong-room one is refused.
 #
 # Environment:
 #   WSMP_RELAY_BIN   use this relay binary instead of building one
@@ -69,50 +71,76 @@ fi
 
 work="$(mktemp -d "$target_dir/browser-test/run.XXXXXX")"
 relay_pid=""
-cleanup() {
-    if [ -n "$relay_pid" ] && kill -0 "$relay_pid" 2>/dev/null; then
-        kill -TERM "$relay_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$relay_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$relay_pid" 2>/dev/null || true
+jwt_pid=""
+stop_relay() {
+    local pid=$1
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        # SIGINT: close at once (SIGTERM would drain for --drain-timeout).
+        kill -INT "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
     fi
+}
+cleanup() {
+    stop_relay "$relay_pid"
+    stop_relay "$jwt_pid"
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-"$bin" --listen 127.0.0.1:0 >"$work/stdout" 2>"$work/stderr" &
-relay_pid=$!
-addr=""
-for _ in $(seq 100); do
-    addr="$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$work/stdout" | head -n1)"
-    [ -n "$addr" ] && break
-    kill -0 "$relay_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$addr" ]; then
-    log "relay did not print 'listening on'; stderr:"
-    cat "$work/stderr" >&2
-    exit 1
-fi
-log "relay $relay_pid listening on $addr"
+# start_relay NAME ARGS...: starts a relay, sets $addr to its HOST:PORT, $pid to its pid.
+start_relay() {
+    local name=$1
+    shift
+    "$bin" --listen 127.0.0.1:0 "$@" >"$work/$name.stdout" 2>"$work/$name.stderr" &
+    pid=$!
+    addr=""
+    for _ in $(seq 100); do
+        addr="$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$work/$name.stdout" | head -n1)"
+        [ -n "$addr" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$addr" ]; then
+        log "relay $name did not print 'listening on'; stderr:"
+        cat "$work/$name.stderr" >&2
+        exit 1
+    fi
+    log "relay $name ($pid) listening on $addr"
+}
+
+start_relay main
+relay_pid=$pid
+main_addr=$addr
+# HS256 secret for the player-token check (>= 32 bytes, one line).
+head -c 36 /dev/urandom | base64 >"$work/jwt.key"
+start_relay jwt --jwt-key-file "$work/jwt.key"
+jwt_pid=$pid
+jwt_addr=$addr
 
 # ---- the test ----------------------------------------------------------------
 status=0
 PLAYWRIGHT_CORE="$pw_dir/node_modules/playwright-core" \
     CHROMIUM="$CHROMIUM" \
-    RELAY_URL="http://$addr" \
+    RELAY_URL="http://$main_addr" \
+    RELAY_JWT_URL="http://$jwt_addr" \
+    JWT_KEY_FILE="$work/jwt.key" \
     SCREENSHOT="$target_dir/relay-demo.png" \
     SCREENSHOT_B="$target_dir/relay-demo-b.png" \
     TMPDIR="$work" \
     timeout --kill-after=5 "${BROWSER_TEST_TIMEOUT:-90}" node "$here/demo.test.js" || status=$?
 
-if ! kill -0 "$relay_pid" 2>/dev/null; then
-    log "the relay died during the test; stderr:"
-    cat "$work/stderr" >&2
-    status=1
-fi
+for name in main jwt; do
+    [ "$name" = main ] && pid=$relay_pid || pid=$jwt_pid
+    if ! kill -0 "$pid" 2>/dev/null; then
+        log "the relay $name died during the test; stderr:"
+        cat "$work/$name.stderr" >&2
+        status=1
+    fi
+done
 if [ "$status" != 0 ]; then
-    log "FAILED (exit $status); relay stderr tail:"
-    tail -n 20 "$work/stderr" >&2 || true
+    log "FAILED (exit $status); relay stderr tails:"
+    tail -n 20 "$work/main.stderr" "$work/jwt.stderr" >&2 || true
     exit "$status"
 fi
 log "OK"
