@@ -55,7 +55,10 @@ mod websocket;
 
 pub use error::Error;
 pub use multiplayer::{bind, MultiplayerPeer, PeerAdmissionHook, PeerInfo};
-pub use rooms::{Admit, ConnInfo, HandshakeOutcome, Room, RoomServer, RoomServerOptions, Rooms};
+pub use rooms::{
+    Admit, AdmitFuture, ConnInfo, HandshakeOutcome, IdSpace, Room, RoomRef, RoomServer,
+    RoomServerOptions, Rooms,
+};
 pub use tls::{
     AdmissionHook, ClientOptions, Decision, ServerOptions, TlsClientOptions, TlsError,
     TlsServerOptions, DEFAULT_SEND_WATERMARK,
