@@ -245,7 +245,10 @@ impl Relay {
     /// local peers admitted later get it in their own fan-out.
     pub fn remote_joined(&mut self, _now: Timestamp, id: i32, out: &mut dyn Out) {
         if id <= SERVER_ID || self.peers.contains_key(&id) || self.remote.contains(&id) {
-            tracing::error!(peer = id, "remote peer with an invalid or duplicate id; ignored");
+            tracing::error!(
+                peer = id,
+                "remote peer with an invalid or duplicate id; ignored"
+            );
             return;
         }
         self.send(&self.admitted.clone(), protocol::add_peer(id), out);

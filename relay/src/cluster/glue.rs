@@ -90,7 +90,13 @@ impl RelayRoom {
     }
 
     /// A message of another node's stream of this room.
-    pub(crate) fn cluster_inbound(&mut self, host: &mut Host, now: Timestamp, pos: StreamPos, body: Body) {
+    pub(crate) fn cluster_inbound(
+        &mut self,
+        host: &mut Host,
+        now: Timestamp,
+        pos: StreamPos,
+        body: Body,
+    ) {
         let (relay, mut out, sources) = self.split(host, now);
         let Some(sources) = sources else { return };
         // While the bus is down nothing from it is applied: the remote

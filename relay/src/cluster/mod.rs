@@ -433,12 +433,15 @@ impl Cluster {
         if delta >= 0 {
             c.fetch_add(delta as u64, Relaxed);
         } else {
-            let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub((-delta) as u64)));
+            let _ = c.fetch_update(Relaxed, Relaxed, |v| {
+                Some(v.saturating_sub((-delta) as u64))
+            });
         }
     }
 
     fn sweep(&self, what: Sweep) {
-        let rooms: Vec<RoomRef<RelayRooms>> = lock(&self.rooms).values().map(|(_, r)| r.clone()).collect();
+        let rooms: Vec<RoomRef<RelayRooms>> =
+            lock(&self.rooms).values().map(|(_, r)| r.clone()).collect();
         for room in rooms {
             room.with(|host, r, now| r.cluster_sweep(host, now, what));
         }
@@ -463,7 +466,10 @@ impl Cluster {
         if !self.link.is_up() {
             return;
         }
-        tracing::warn!(reason = why, "cluster bus down: remote peers announced gone");
+        tracing::warn!(
+            reason = why,
+            "cluster bus down: remote peers announced gone"
+        );
         self.link.set_up(false);
         *lock(&self.up_since) = None;
         lock(&self.seen).clear();
@@ -479,7 +485,11 @@ impl Cluster {
             tracing::warn!(error = %e, "cluster buckets not ready; retrying");
             return;
         }
-        match self.slots.renew_lease(self.link.node, &self.cfg.node_name).await {
+        match self
+            .slots
+            .renew_lease(self.link.node, &self.cfg.node_name)
+            .await
+        {
             Ok(()) => {}
             Err(slots::LeaseError::Taken) => {
                 self.lost_index();
@@ -752,11 +762,11 @@ impl RoomPart {
     pub(crate) fn recount(&mut self) {
         let n = self.sources.remote_count();
         if n != self.counted_remote {
-            self.cluster.add_remote(n as i64 - self.counted_remote as i64);
+            self.cluster
+                .add_remote(n as i64 - self.counted_remote as i64);
             self.counted_remote = n;
         }
     }
-
 }
 
 impl Drop for RoomPart {

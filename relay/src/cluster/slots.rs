@@ -124,7 +124,10 @@ fn lease_value(incarnation: u64, name: &str) -> bytes::Bytes {
 impl Slots {
     pub(super) fn new(client: Client, cfg: &ClusterConfig, incarnation: u64) -> Slots {
         let mut js = jetstream::new(client);
-        js.set_timeout(cfg.peer_timeout.clamp(Duration::from_secs(1), Duration::from_secs(5)));
+        js.set_timeout(
+            cfg.peer_timeout
+                .clamp(Duration::from_secs(1), Duration::from_secs(5)),
+        );
         Slots(Arc::new(Inner {
             js,
             nodes_bucket: format!("wsmp_{}_nodes", cfg.name),
@@ -155,16 +158,18 @@ impl Slots {
     }
 
     fn nodes(&self) -> Result<kv::Store, String> {
-        lock(&self.0.nodes).clone().ok_or_else(|| "no bucket".to_string())
+        lock(&self.0.nodes)
+            .clone()
+            .ok_or_else(|| "no bucket".to_string())
     }
 
     /// Leases the first free node index (starting from one derived from
     /// the node name, so restarts tend to keep theirs).
     pub(super) async fn acquire_index(&self, name: &str) -> Result<u16, String> {
         let store = self.nodes()?;
-        let start = name
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let start = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
         let value = lease_value(self.0.incarnation, name);
         for i in 0..u64::from(MAX_NODE_INDEX) {
             let node = ((start + i) % u64::from(MAX_NODE_INDEX) + 1) as u16;
@@ -264,25 +269,46 @@ impl Slots {
     }
 }
 
-async fn open_bucket(js: &jetstream::Context, bucket: &str, max_age: Duration) -> Result<kv::Store, String> {
+async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+) -> Result<kv::Store, String> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
-    let config = kv::Config {
-        bucket: bucket.to_string(),
-        history: 1,
+    // The stream of a key-value bucket, as async-nats' `create_key_value`
+    // configures it; created here because that call first reads the
+    // account info in a form that NATS servers before 2.10 (Debian's 2.9)
+    // do not send.
+    let config = jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_bytes: -1,
         max_age,
+        max_message_size: -1,
         storage: jetstream::stream::StorageType::Memory,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: 1,
+        discard: jetstream::stream::DiscardPolicy::New,
+        duplicate_window: if max_age.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            max_age.min(Duration::from_secs(120))
+        },
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another node created it meanwhile.
-        Err(e) => js
-            .get_key_value(bucket)
-            .await
-            .map_err(|_| format!("cluster bucket {bucket}: {e}")),
+    match js.create_stream(config).await {
+        Ok(_) => {}
+        // Another node created it meanwhile: opened below.
+        Err(e) => tracing::debug!(bucket, error = %e, "bucket not created here"),
     }
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| format!("cluster bucket {bucket}: {e}"))
 }
 
 fn spawn_worker(inner: Arc<Inner>, room: Arc<RoomSlots>) {
@@ -327,7 +353,8 @@ async fn worker(inner: Arc<Inner>, room: Arc<RoomSlots>) {
                     tracing::warn!(room = %room.room, error = %e, "cluster room slots not written");
                     st.written = None;
                     for _ in 0..waiting {
-                        refusals.extend(st.waiting.pop_front().map(|t| (t, SlotError::Unavailable)));
+                        refusals
+                            .extend(st.waiting.pop_front().map(|t| (t, SlotError::Unavailable)));
                     }
                     // The bus-up resync writes it again; meanwhile stop.
                     let down = inner_owner(&inner).is_none_or(|c| !c.link.is_up());
@@ -379,18 +406,27 @@ fn retire(inner: &Inner, room: &Arc<RoomSlots>) {
 
 /// One compare-and-set round: sets this node's count to `base` plus what
 /// it can grant of `waiting`; returns the grant.
-async fn write_count(inner: &Inner, key: &str, waiting: usize, base: usize) -> Result<usize, String> {
+async fn write_count(
+    inner: &Inner,
+    key: &str,
+    waiting: usize,
+    base: usize,
+) -> Result<usize, String> {
     let store = lock(&inner.rooms_store)
         .clone()
         .ok_or_else(|| "no bucket".to_string())?;
     let cluster = inner_owner(inner).ok_or_else(|| "stopped".to_string())?;
     let me = cluster.link.node;
     for attempt in 0..32u32 {
-        let entry = store.entry(key.to_string()).await.map_err(|e| e.to_string())?;
+        let entry = store
+            .entry(key.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
         let (mut counts, revision): (Counts, Option<u64>) = match entry {
-            Some(e) if e.operation == kv::Operation::Put => {
-                (serde_json::from_slice(&e.value).unwrap_or_default(), Some(e.revision))
-            }
+            Some(e) if e.operation == kv::Operation::Put => (
+                serde_json::from_slice(&e.value).unwrap_or_default(),
+                Some(e.revision),
+            ),
             Some(e) => (Counts::new(), Some(e.revision)),
             None => (Counts::new(), None),
         };
@@ -408,8 +444,16 @@ async fn write_count(inner: &Inner, key: &str, waiting: usize, base: usize) -> R
         }
         let value = bytes::Bytes::from(serde_json::to_vec(&counts).map_err(|e| e.to_string())?);
         let written = match revision {
-            Some(rev) => store.update(key, value, rev).await.map(|_| ()).map_err(|e| e.to_string()),
-            None => store.create(key, value).await.map(|_| ()).map_err(|e| e.to_string()),
+            Some(rev) => store
+                .update(key, value, rev)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => store
+                .create(key, value)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         };
         match written {
             Ok(()) => return Ok(granted),

@@ -97,7 +97,11 @@ impl StreamOut {
             epoch,
             seq,
         };
-        if self.link.outbox.push(&self.subject, wire::encode(pos, body)) {
+        if self
+            .link
+            .outbox
+            .push(&self.subject, wire::encode(pos, body))
+        {
             return true;
         }
         // A message that cannot be queued would be a hole in the stream:
@@ -283,7 +287,14 @@ impl Sources {
         }
     }
 
-    fn adopt(&self, now: Timestamp, s: &mut Source, members: Vec<i32>, relay: &mut Relay, out: &mut dyn Out) {
+    fn adopt(
+        &self,
+        now: Timestamp,
+        s: &mut Source,
+        members: Vec<i32>,
+        relay: &mut Relay,
+        out: &mut dyn Out,
+    ) {
         // A snapshot is the whole truth about its node's members.
         for &p in &s.members {
             if !members.contains(&p) {
@@ -358,7 +369,12 @@ impl Sources {
             }
             if pos.seq > s.next {
                 // A hole: messages of this stream were lost.
-                tracing::warn!(node = pos.node, expected = s.next, got = pos.seq, "cluster stream gap; its peers are removed until resynchronised");
+                tracing::warn!(
+                    node = pos.node,
+                    expected = s.next,
+                    got = pos.seq,
+                    "cluster stream gap; its peers are removed until resynchronised"
+                );
                 self.link.counters.resync();
                 self.drop_members(now, s, relay, out);
                 s.synced = false;

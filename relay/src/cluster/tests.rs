@@ -243,7 +243,10 @@ fn members_of_other_nodes_look_like_local_ones() {
     sim.send(c, -a, b"but-a");
     sim.send(a, a, b"echo");
     sim.deliver();
-    assert_eq!(sorted(sim.take(a)), sorted(vec![got(b, b"all"), got(a, b"echo")]));
+    assert_eq!(
+        sorted(sim.take(a)),
+        sorted(vec![got(b, b"all"), got(a, b"echo")])
+    );
     assert_eq!(sim.take(b), vec![got(c, b"but-a")]);
     assert_eq!(sim.take(c), vec![got(a, b"one"), got(b, b"all")]);
     // A packet crosses the bus once per packet, not once per remote member.
@@ -273,7 +276,10 @@ fn add_peer_precedes_packets_of_a_newcomer_on_another_node() {
     sim.send(b, 0, b"first");
     sim.send(b, a, b"second");
     sim.deliver();
-    assert_eq!(sim.take(a), vec![add(b), got(b, b"first"), got(b, b"second")]);
+    assert_eq!(
+        sim.take(a),
+        vec![add(b), got(b, b"first"), got(b, b"second")]
+    );
 }
 
 #[test]
@@ -317,8 +323,7 @@ fn a_lost_message_removes_the_senders_node_members_then_recovers() {
     // Lose "2" on its way to node 2.
     let mut lost = false;
     sim.deliver_with(|_, _, body| {
-        let hit = !lost
-            && matches!(body, Body::Data { packet, .. } if packet.ends_with(b"2"));
+        let hit = !lost && matches!(body, Body::Data { packet, .. } if packet.ends_with(b"2"));
         lost |= hit;
         hit
     });
@@ -326,7 +331,14 @@ fn a_lost_message_removes_the_senders_node_members_then_recovers() {
     // b saw "1", then a left (the hole), then a again (resynchronised):
     // never "3" without a DEL_PEER before it.
     assert_eq!(sim.take(b), vec![got(a, b"1"), del(a), add(a)]);
-    assert_eq!(sim.nodes[1].link.counters.peers_lost.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        sim.nodes[1]
+            .link
+            .counters
+            .peers_lost
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     sim.send(a, b, b"4");
     sim.deliver();
     assert_eq!(sim.take(b), vec![got(a, b"4")]);
@@ -351,7 +363,10 @@ fn a_full_outbox_breaks_the_stream_and_a_new_epoch_repairs_it() {
     sim.nodes[0].stream.open(T0, &members);
     sim.send(a, b, b"3");
     sim.deliver();
-    assert_eq!(sim.take(b), vec![got(a, b"1"), del(a), add(a), got(a, b"3")]);
+    assert_eq!(
+        sim.take(b),
+        vec![got(a, b"1"), del(a), add(a), got(a, b"3")]
+    );
 }
 
 #[test]
@@ -444,10 +459,19 @@ fn random_traffic_is_exactly_once_in_order_with_add_before_data() {
         for m in msgs {
             let id = i32::from_le_bytes([m[2], m[3], m[4], m[5]]);
             match m[1] {
-                1 => assert!(!known.insert(id, true).unwrap_or(false), "{client}: ADD {id} twice"),
-                2 => assert!(known.insert(id, false).unwrap_or(false), "{client}: DEL {id} before ADD"),
+                1 => assert!(
+                    !known.insert(id, true).unwrap_or(false),
+                    "{client}: ADD {id} twice"
+                ),
+                2 => assert!(
+                    known.insert(id, false).unwrap_or(false),
+                    "{client}: DEL {id} before ADD"
+                ),
                 3 => {
-                    assert!(known.get(&id).copied().unwrap_or(false) || id == *client, "{client}: packet from {id} before its ADD");
+                    assert!(
+                        known.get(&id).copied().unwrap_or(false) || id == *client,
+                        "{client}: packet from {id} before its ADD"
+                    );
                     let n = u32::from_le_bytes([m[7], m[8], m[9], m[10]]);
                     let prev = last.insert(id, n).unwrap_or(0);
                     packets += 1;
@@ -460,6 +484,12 @@ fn random_traffic_is_exactly_once_in_order_with_add_before_data() {
     assert!(packets > 300, "{packets} packets delivered");
     // And nothing was lost: no resynchronisation happened.
     for n in &sim.nodes {
-        assert_eq!(n.link.counters.peers_lost.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            n.link
+                .counters
+                .peers_lost
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 }

@@ -87,7 +87,15 @@ pub fn encode(pos: StreamPos, body: &Body) -> Bytes {
     match body {
         Body::Add(p) | Body::Del(p) => {
             let mut b = BytesMut::with_capacity(HEADER_LEN + 4);
-            header(&mut b, if matches!(body, Body::Add(_)) { ADD } else { DEL }, pos);
+            header(
+                &mut b,
+                if matches!(body, Body::Add(_)) {
+                    ADD
+                } else {
+                    DEL
+                },
+                pos,
+            );
             b.put_i32_le(*p);
             b.freeze()
         }
@@ -255,7 +263,11 @@ mod tests {
         ];
         for (i, body) in bodies.iter().enumerate() {
             let bytes = encode(pos(i as u64), body);
-            assert_eq!(decode(&bytes), Ok((pos(i as u64), body.clone())), "{body:?}");
+            assert_eq!(
+                decode(&bytes),
+                Ok((pos(i as u64), body.clone())),
+                "{body:?}"
+            );
         }
         let hb = Heartbeat {
             node: 1023,
@@ -276,11 +288,14 @@ mod tests {
 
     #[test]
     fn malformed_is_refused() {
-        let good = encode(pos(0), &Body::Snapshot {
-            want_replies: false,
-            reply_from: 0,
-            members: vec![1, 2],
-        });
+        let good = encode(
+            pos(0),
+            &Body::Snapshot {
+                want_replies: false,
+                reply_from: 0,
+                members: vec![1, 2],
+            },
+        );
         for cut in 0..good.len() {
             assert_eq!(decode(&good.slice(..cut)), Err(Malformed), "cut {cut}");
         }
