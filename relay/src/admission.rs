@@ -18,6 +18,15 @@
 //!
 //! The registry is one mutex touched on admission and on disconnect only —
 //! never by the data path.
+//!
+//! In a cluster the room limit holds over every node: the ticket also
+//! carries a cluster-wide room slot ([`crate::cluster::RoomSlot`], reserved
+//! with a compare-and-set in a NATS key-value bucket before the `101`, see
+//! [`Ticket::attach_cluster_slot`]); the other limits stay per node. A
+//! client that must authenticate takes its cluster-wide member slot at
+//! upgrade time already (a slot cannot be reserved inside the room's
+//! critical section), so clients authenticating in a clustered room count
+//! against `--room-max-peers`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -217,6 +226,7 @@ impl Admission {
             room: room.clone(),
             ip,
             member: !pending_auth,
+            cluster: None,
         })
     }
 
@@ -259,6 +269,8 @@ pub struct Ticket {
     room: RoomName,
     ip: IpKey,
     member: bool,
+    /// The cluster-wide room slot, in a cluster (released with the ticket).
+    cluster: Option<crate::cluster::RoomSlot>,
 }
 
 impl Ticket {
@@ -271,6 +283,12 @@ impl Ticket {
     /// The room reserved.
     pub fn room(&self) -> &RoomName {
         &self.room
+    }
+
+    /// Holds a cluster-wide slot of the room with this ticket: released
+    /// when the ticket is dropped.
+    pub fn attach_cluster_slot(&mut self, slot: crate::cluster::RoomSlot) {
+        self.cluster = Some(slot);
     }
 
     /// Converts an authentication slot into a member slot once the peer

@@ -275,6 +275,25 @@ pub struct Args {
     /// SIGHUP reloads them at any time; a bad pair is refused and the current one stays.
     #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub tls_reload_interval: Duration,
+
+    /// Join a relay cluster through this NATS server (`nats://HOST:PORT`; repeatable for
+    /// several servers of one NATS cluster). Every node accepts any client for any room and
+    /// rooms span nodes (docs/cluster.md). The server needs JetStream (`nats-server -js`).
+    #[arg(long = "cluster", value_name = "URL", action = ArgAction::Append, value_parser = crate::cluster::parse_cluster_url)]
+    pub cluster: Vec<String>,
+
+    /// This node's name in the cluster (logs, `/stats`); default: host name and game port.
+    #[arg(long, value_name = "NAME", value_parser = parse_non_empty)]
+    pub node_name: Option<String>,
+
+    /// Seconds of silence after which a cluster node (or NATS itself) counts as gone and its
+    /// peers are announced gone (decimals allowed; must be > 0).
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub cluster_peer_timeout: Duration,
+
+    /// Name of the cluster (several clusters can share one NATS server): 1-32 of [A-Za-z0-9_-].
+    #[arg(long, value_name = "NAME", default_value = "wsmp", value_parser = crate::cluster::parse_cluster_name)]
+    pub cluster_name: String,
 }
 
 /// A command line that cannot run: the text to print and the exit code.
@@ -317,6 +336,9 @@ impl Args {
         if !self.tls_reload_interval.is_zero() && self.tls().is_none() {
             return Err("--tls-reload-interval requires --tls-cert and --tls-key".into());
         }
+        if self.cluster_peer_timeout < Duration::from_millis(100) {
+            return Err("--cluster-peer-timeout must be at least 0.1 seconds".into());
+        }
         Ok(())
     }
 
@@ -353,6 +375,21 @@ impl Args {
     /// The `--trusted-proxy` blocks.
     pub fn trusted_proxies(&self) -> crate::proxy::TrustedProxies {
         crate::proxy::TrustedProxies::new(self.trusted_proxies.clone())
+    }
+
+    /// The cluster settings (`--cluster` …); `port` is the game port, for
+    /// the default node name.
+    pub fn cluster_config(&self, port: u16) -> crate::cluster::ClusterConfig {
+        crate::cluster::ClusterConfig {
+            servers: self.cluster.clone(),
+            node_name: self
+                .node_name
+                .clone()
+                .unwrap_or_else(|| format!("{}:{port}", host_name())),
+            peer_timeout: self.cluster_peer_timeout,
+            name: self.cluster_name.clone(),
+            room_max_peers: self.room_max_peers,
+        }
     }
 
     /// The admission limits these flags ask for.
@@ -397,6 +434,16 @@ pub fn parse_or_exit() -> Args {
             std::process::exit(e.exit_code)
         }
     }
+}
+
+/// This machine's host name (Linux), or `localhost`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {

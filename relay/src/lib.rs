@@ -27,12 +27,14 @@
 //! - [`proxy`]: trusted reverse proxies, `X-Forwarded-For`, PROXY protocol, per-IP keys.
 //! - [`tls_reload`]: certificate reload on SIGHUP and on an interval.
 //! - [`startup`]: the open-file limit.
+//! - [`cluster`]: several relay processes as one relay, over NATS (`--cluster`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod admission;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod jwt;
 pub mod metrics;

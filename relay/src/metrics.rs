@@ -95,6 +95,17 @@ pub struct ClusterSnapshot {
     pub bytes_out: u64,
     /// Reconnects to the message bus.
     pub bus_reconnects: u64,
+    /// Remote peers announced gone because cross-node messages may have
+    /// been lost (a node or the bus failed, a stream had a hole).
+    pub peers_lost: u64,
+    /// Times a room's stream broke because the outbox to the bus was full.
+    pub outbox_full: u64,
+    /// Times a room stream from another node was resynchronised.
+    pub resyncs: u64,
+    /// Whether the bus is up now.
+    pub bus_up: bool,
+    /// This node's index (its peer-id range).
+    pub node_index: u16,
 }
 
 /// Every figure the metrics show, taken at scrape time. Gauges are current
@@ -520,6 +531,30 @@ impl Collector for SnapshotCollector {
                 "wsmp_relay_cluster_bus_reconnects",
                 "Reconnects to the cluster's message bus.",
                 c.bus_reconnects,
+            )?;
+            counter(
+                e,
+                "wsmp_relay_cluster_peers_lost",
+                "Remote peers announced gone after a possible cross-node loss.",
+                c.peers_lost,
+            )?;
+            counter(
+                e,
+                "wsmp_relay_cluster_outbox_full",
+                "Room streams broken because the outbox to the bus was full.",
+                c.outbox_full,
+            )?;
+            counter(
+                e,
+                "wsmp_relay_cluster_resyncs",
+                "Room streams from other nodes resynchronised.",
+                c.resyncs,
+            )?;
+            gauge(
+                e,
+                "wsmp_relay_cluster_bus_up",
+                "1 while the cluster's message bus is up, else 0.",
+                u64::from(c.bus_up),
             )?;
         }
         let mut info = e.encode_descriptor(

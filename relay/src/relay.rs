@@ -20,6 +20,17 @@
 //! When the relay disconnects an admitted peer it sends DEL_PEER for it at
 //! once and stops routing to and from it; `peer_left` for it later only
 //! forgets it.
+//!
+//! In a cluster (`crate::cluster`) the room also has **remote members**:
+//! peers admitted on other nodes, announced to this room by the cluster
+//! ([`Relay::remote_joined`], [`Relay::remote_left`]). To the local clients
+//! they look exactly like local ones: ADD_PEER/DEL_PEER fan-out, valid RELAY
+//! targets. The relay tells the cluster what other nodes need through
+//! [`Out`]'s cluster hooks (a local peer admitted or gone, a packet for
+//! remote members: once per packet, whatever the number of remote members),
+//! and delivers packets that arrive from other nodes to its local members
+//! ([`Relay::remote_packet`]). Without a cluster the hooks do nothing and
+//! the remote set stays empty: behaviour and bytes are unchanged.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -78,6 +89,15 @@ pub trait Out {
     /// Judges the authentication data `peer` sent (the bytes after `07 00`):
     /// `Err` with a short reason refuses it.
     fn check_auth(&mut self, peer: i32, data: &[u8]) -> Result<(), &'static str>;
+    /// Cluster: local `peer` joined the room's admitted set (other nodes
+    /// announce it to their members). Default: no cluster, nothing to do.
+    fn announce_joined(&mut self, _peer: i32) {}
+    /// Cluster: local `peer` left the admitted set.
+    fn announce_left(&mut self, _peer: i32) {}
+    /// Cluster: `packet` (a RELAY already rewritten to carry its source
+    /// `from`, spec/scene-multiplayer.md §4.2) is for the remote members that
+    /// `target` designates; sent once, whatever their number.
+    fn forward(&mut self, _from: i32, _target: i32, _packet: &Bytes) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +121,8 @@ pub struct Relay {
     peers: HashMap<i32, PeerState>,
     /// Admitted peers, in admission order.
     admitted: Vec<i32>,
+    /// Members admitted on other nodes of a cluster, in announcement order.
+    remote: Vec<i32>,
     deadlines: BTreeSet<(Timestamp, i32)>,
     counters: Counters,
     /// Receivers of the packet being forwarded (reused).
@@ -115,6 +137,7 @@ impl Relay {
             cfg,
             peers: HashMap::new(),
             admitted: Vec::new(),
+            remote: Vec::new(),
             deadlines: BTreeSet::new(),
             counters,
             scratch: Vec::new(),
@@ -140,6 +163,11 @@ impl Relay {
     /// The admitted peers, in admission order.
     pub fn admitted(&self) -> &[i32] {
         &self.admitted
+    }
+
+    /// The remote members (admitted on other nodes of a cluster).
+    pub fn remote(&self) -> &[i32] {
+        &self.remote
     }
 
     /// A peer completed the upgrade and its id message is queued
@@ -188,7 +216,13 @@ impl Relay {
             let p = self.admitted[i];
             self.send(&[id], protocol::add_peer(p), out);
         }
+        // Cluster: the members of other nodes are admitted peers too.
+        for i in 0..self.remote.len() {
+            let p = self.remote[i];
+            self.send(&[id], protocol::add_peer(p), out);
+        }
         self.admitted.push(id);
+        out.announce_joined(id);
         tracing::debug!(peer = id, "peer admitted");
         self.after_sends(out);
     }
@@ -203,6 +237,67 @@ impl Relay {
         others.extend_from_slice(&self.admitted);
         self.send(&others, protocol::del_peer(id), out);
         self.scratch = others;
+        out.announce_left(id);
+    }
+
+    /// Cluster: `id` was admitted on another node. Announced to every local
+    /// member (spec/scene-multiplayer.md §3.2 step 3, as for a local peer);
+    /// local peers admitted later get it in their own fan-out.
+    pub fn remote_joined(&mut self, _now: Timestamp, id: i32, out: &mut dyn Out) {
+        if id <= SERVER_ID || self.peers.contains_key(&id) || self.remote.contains(&id) {
+            tracing::error!(
+                peer = id,
+                "remote peer with an invalid or duplicate id; ignored"
+            );
+            return;
+        }
+        self.send(&self.admitted.clone(), protocol::add_peer(id), out);
+        self.remote.push(id);
+        tracing::debug!(peer = id, "remote peer admitted");
+        self.after_sends(out);
+    }
+
+    /// Cluster: remote member `id` is gone (it left, or its node or the link
+    /// to it failed): DEL_PEER to every local member (spec/scene-multiplayer.md §3.3).
+    pub fn remote_left(&mut self, _now: Timestamp, id: i32, out: &mut dyn Out) {
+        let Some(i) = self.remote.iter().position(|&p| p == id) else {
+            return;
+        };
+        self.remote.remove(i);
+        let mut others = std::mem::take(&mut self.scratch);
+        others.clear();
+        others.extend_from_slice(&self.admitted);
+        self.send(&others, protocol::del_peer(id), out);
+        self.scratch = others;
+        tracing::debug!(peer = id, "remote peer left");
+        self.after_sends(out);
+    }
+
+    /// Cluster: a packet relayed by remote member `from` with `target`
+    /// (`packet` already carries the source, spec/scene-multiplayer.md
+    /// §4.2): delivered to the local members `target` designates. A
+    /// positive target that is not a local member belongs to another node
+    /// (or left meanwhile): nothing to do here.
+    pub fn remote_packet(
+        &mut self,
+        _now: Timestamp,
+        from: i32,
+        target: i32,
+        packet: Bytes,
+        out: &mut dyn Out,
+    ) {
+        if !self.remote.contains(&from) {
+            tracing::trace!(peer = from, "packet from an unknown remote peer; ignored");
+            return;
+        }
+        let mut receivers = std::mem::take(&mut self.scratch);
+        if protocol::relay_receivers(from, target, &self.admitted, &mut receivers).is_some()
+            && !receivers.is_empty()
+        {
+            self.send(&receivers, packet, out);
+        }
+        self.scratch = receivers;
+        self.after_sends(out);
     }
 
     /// The transport reports peer `id` gone (closed by either side).
@@ -434,14 +529,27 @@ impl Relay {
         let mut receivers = std::mem::take(&mut self.scratch);
         // A relay has no game logic: what the engine's server would also
         // process itself (T <= 0) is only forwarded.
-        if protocol::relay_receivers(from, target, &self.admitted, &mut receivers).is_none() {
+        let local = protocol::relay_receivers(from, target, &self.admitted, &mut receivers);
+        // Cluster: whether a remote member is among the receivers (checked
+        // on the remote set; once per packet, not per remote member).
+        let remote = match protocol::Target::from_id(target) {
+            protocol::Target::Peer(t) => local.is_none() && self.remote.contains(&t),
+            protocol::Target::Broadcast => !self.remote.is_empty(),
+            protocol::Target::AllExcept(x) => self.remote.iter().any(|&p| Some(p) != x),
+        };
+        if local.is_none() && !remote {
             self.scratch = receivers;
             return self.drop_packet(from, DropReason::UnknownTarget);
         }
-        if !receivers.is_empty() {
+        if !receivers.is_empty() || remote {
             // spec/scene-multiplayer.md §4.2: only the id changes, destination → source.
             match protocol::rewrite_relay_source(bytes, from) {
-                Some(forward) => self.send(&receivers, forward, out),
+                Some(forward) => {
+                    if remote {
+                        out.forward(from, target, &forward);
+                    }
+                    self.send(&receivers, forward, out);
+                }
                 None => self.drop_packet(from, DropReason::ShortRelay),
             }
         }

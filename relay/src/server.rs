@@ -39,6 +39,8 @@ use wsmp_tokio::{
 use crate::admin::{AdminHandle, AdminListener, AdminState, Readiness};
 use crate::admission::{Admission, IpKey, Refusal, Ticket};
 use crate::cli::{Args, LogFormat};
+use crate::cluster::stream::{Sources, StreamOut};
+use crate::cluster::{Cluster, RoomPart};
 use crate::jwt::JwtVerifier;
 use crate::metrics::{self, Metrics, Snapshot};
 use crate::proxy::{ProxyProtocol, TrustedProxies};
@@ -66,7 +68,7 @@ impl std::error::Error for StartError {}
 
 /// What the relay exposes to `/stats` and `/metrics`: every figure is read
 /// from lock-free counters or the admission registry, never from a room.
-struct Observed {
+pub(crate) struct Observed {
     admission: Arc<Admission>,
     counters: Arc<CounterSet>,
     /// Handshake, token and per-address events the rooms do not see.
@@ -75,6 +77,8 @@ struct Observed {
     in_progress: AtomicU64,
     ready: Readiness,
     started: Instant,
+    /// The cluster node, with `--cluster`.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Observed {
@@ -83,6 +87,7 @@ impl Observed {
         self.events.fill(&mut snap);
         snap.pending_handshakes = self.in_progress.load(Relaxed);
         snap.draining = !self.ready.is_ready();
+        snap.cluster = self.cluster.as_ref().map(|c| c.snapshot());
         snap
     }
 
@@ -96,7 +101,7 @@ impl Observed {
             .iter()
             .map(|(k, r)| (k.as_str(), r.members + r.pending))
             .collect();
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "uptime_s": self.started.elapsed().as_secs(),
             "peers": load.peers,
             "pending": load.pending,
@@ -121,6 +126,9 @@ impl Observed {
                 "in_progress": snap.pending_handshakes,
             },
         });
+        if let Some(c) = &self.cluster {
+            json["cluster"] = crate::cluster::glue::stats_json(c);
+        }
         json.to_string()
     }
 }
@@ -144,6 +152,8 @@ pub struct RelayRooms {
     trusted: TrustedProxies,
     /// `GET /stats` on the game port (without room names).
     public_stats: bool,
+    /// The cluster node, with `--cluster`.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl std::fmt::Debug for RelayRooms {
@@ -160,16 +170,13 @@ impl RelayRooms {
         req: &Request,
         refusal: Refusal,
     ) -> Admit<RoomName, Ticket> {
-        tracing::info!(peer = %info.id, %client, path = %req.path_only(), status = refusal.status(), reason = refusal.reason(), "upgrade refused");
-        if refusal == Refusal::TooManyFromAddress {
-            self.observed.events.refused_per_ip_connections();
-        }
-        let mut response = HttpResponse::text(refusal.status(), &format!("{}\n", refusal.reason()));
-        if matches!(refusal.status(), 429 | 503) {
-            // RFC 9110 §10.2.3: when to try again.
-            response.headers.push(("Retry-After".into(), "5".into()));
-        }
-        Admit::Respond(response)
+        Admit::Respond(refusal_response(
+            &self.observed,
+            info,
+            client,
+            req.path_only(),
+            refusal,
+        ))
     }
 
     /// A signed token in the upgrade request (`Authorization: Bearer`,
@@ -205,6 +212,26 @@ impl RelayRooms {
             }
         }
     }
+}
+
+/// The answer to a refused upgrade (logged and counted).
+pub(crate) fn refusal_response(
+    observed: &Observed,
+    info: &ConnInfo,
+    client: IpAddr,
+    path: &str,
+    refusal: Refusal,
+) -> HttpResponse {
+    tracing::info!(peer = %info.id, %client, path, status = refusal.status(), reason = refusal.reason(), "upgrade refused");
+    if refusal == Refusal::TooManyFromAddress {
+        observed.events.refused_per_ip_connections();
+    }
+    let mut response = HttpResponse::text(refusal.status(), &format!("{}\n", refusal.reason()));
+    if matches!(refusal.status(), 429 | 503) {
+        // RFC 9110 §10.2.3: when to try again.
+        response.headers.push(("Retry-After".into(), "5".into()));
+    }
+    response
 }
 
 /// Whether an upgrade's `Origin` is acceptable: no list, no header (game
@@ -267,15 +294,26 @@ impl Rooms for RelayRooms {
                 .admission
                 .reserve(&room, IpKey::of(client), pending_auth)
             {
-                Ok(ticket) => {
-                    let via = info.via.map(|v| v.ip()).unwrap_or(info.remote.ip());
-                    tracing::debug!(peer = %info.id, %client, %via, %room, "upgrade admitted");
-                    Admit::Join {
+                // In a cluster the room slot is reserved cluster-wide first.
+                Ok(ticket) => match &self.cluster {
+                    Some(cluster) => crate::cluster::glue::admit_later(
+                        cluster,
+                        &self.observed,
+                        info,
+                        req.path_only(),
                         room,
                         ticket,
-                        options: AcceptOptions::default(),
+                    ),
+                    None => {
+                        let via = info.via.map(|v| v.ip()).unwrap_or(info.remote.ip());
+                        tracing::debug!(peer = %info.id, %client, %via, %room, "upgrade admitted");
+                        Admit::Join {
+                            room,
+                            ticket,
+                            options: AcceptOptions::default(),
+                        }
                     }
-                }
+                },
                 Err(refusal) => self.refuse(info, client, req, refusal),
             };
         }
@@ -307,6 +345,13 @@ impl Rooms for RelayRooms {
             tickets: HashMap::new(),
             counters,
             overflowed: Vec::new(),
+            cluster: self.cluster.as_ref().map(|c| RoomPart::new(c, key)),
+        }
+    }
+
+    fn room_opened(&self, key: &RoomName, room: wsmp_tokio::RoomRef<Self>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.room_opened(key, room);
         }
     }
 
@@ -350,6 +395,8 @@ pub struct RelayRoom {
     tickets: HashMap<i32, Ticket>,
     counters: Counters,
     overflowed: Vec<i32>,
+    /// The room's share of the cluster, with `--cluster`.
+    pub(crate) cluster: Option<RoomPart>,
 }
 
 impl std::fmt::Debug for RelayRoom {
@@ -361,7 +408,7 @@ impl std::fmt::Debug for RelayRoom {
 }
 
 /// The relay's output on the room's host.
-struct HostOut<'a> {
+pub(crate) struct HostOut<'a> {
     host: &'a mut Host,
     now: Timestamp,
     room: &'a RoomName,
@@ -370,6 +417,8 @@ struct HostOut<'a> {
     tickets: &'a mut HashMap<i32, Ticket>,
     overflowed: &'a mut Vec<i32>,
     counters: &'a Counters,
+    /// This node's stream of the room, in a cluster.
+    stream: Option<&'a mut StreamOut>,
 }
 
 impl Out for HostOut<'_> {
@@ -434,6 +483,67 @@ impl Out for HostOut<'_> {
             }
         }
     }
+
+    fn announce_joined(&mut self, peer: i32) {
+        if let Some(s) = self.stream.as_deref_mut() {
+            s.publish(self.now, &crate::cluster::wire::Body::Add(peer));
+        }
+    }
+
+    fn announce_left(&mut self, peer: i32) {
+        if let Some(s) = self.stream.as_deref_mut() {
+            s.publish(self.now, &crate::cluster::wire::Body::Del(peer));
+        }
+    }
+
+    fn forward(&mut self, from: i32, target: i32, packet: &Bytes) {
+        if let Some(s) = self.stream.as_deref_mut() {
+            let body = crate::cluster::wire::Body::Data {
+                from,
+                target,
+                packet: packet.clone(),
+            };
+            s.publish(self.now, &body);
+        }
+    }
+}
+
+impl HostOut<'_> {
+    /// This node's stream of the room, in a cluster.
+    pub(crate) fn stream_mut(&mut self) -> Option<&mut StreamOut> {
+        self.stream.as_deref_mut()
+    }
+
+    /// This node's stream of the room, in a cluster.
+    pub(crate) fn stream_ref(&self) -> Option<&StreamOut> {
+        self.stream.as_deref()
+    }
+}
+
+impl RelayRoom {
+    /// The relay, its output on `host`, and the streams it follows.
+    pub(crate) fn split<'a>(
+        &'a mut self,
+        host: &'a mut Host,
+        now: Timestamp,
+    ) -> (&'a mut Relay, HostOut<'a>, Option<&'a mut Sources>) {
+        let (stream, sources) = match &mut self.cluster {
+            Some(c) => (Some(&mut c.stream), Some(&mut c.sources)),
+            None => (None, None),
+        };
+        let out = HostOut {
+            host,
+            now,
+            room: &self.room,
+            auth: &self.auth,
+            observed: &self.observed,
+            tickets: &mut self.tickets,
+            overflowed: &mut self.overflowed,
+            counters: &self.counters,
+            stream,
+        };
+        (&mut self.relay, out, sources)
+    }
 }
 
 impl Room for RelayRoom {
@@ -445,30 +555,21 @@ impl Room for RelayRoom {
 
     fn on_events(&mut self, host: &mut Host, now: Timestamp) {
         while let Some(event) = host.poll_event() {
-            let mut out = HostOut {
-                host,
-                now,
-                room: &self.room,
-                auth: &self.auth,
-                observed: &self.observed,
-                tickets: &mut self.tickets,
-                overflowed: &mut self.overflowed,
-                counters: &self.counters,
-            };
+            let (relay, mut out, _) = self.split(host, now);
             match event {
                 HostEvent::PeerConnected(id) => {
                     let member = out.tickets.get(&id.get()).is_some_and(Ticket::is_member);
-                    self.relay.peer_joined(now, id.get(), member, &mut out);
+                    relay.peer_joined(now, id.get(), member, &mut out);
                 }
                 HostEvent::PeerDisconnected { peer, info } => {
                     let code = info.map_or(CloseCode::ABNORMAL.0, |i| i.code.0);
-                    self.counters.disconnected(code);
-                    self.relay.peer_left(now, peer.get(), &mut out);
+                    out.counters.disconnected(code);
+                    relay.peer_left(now, peer.get(), &mut out);
                     // Dropping the ticket releases the peer's slots.
-                    self.tickets.remove(&peer.get());
+                    out.tickets.remove(&peer.get());
                 }
                 HostEvent::Packet { from, data } => {
-                    self.relay.packet(now, from.get(), data, &mut out);
+                    relay.packet(now, from.get(), data, &mut out);
                 }
                 HostEvent::Request { .. } | HostEvent::ConnectFailed(_) => {}
             }
@@ -476,21 +577,19 @@ impl Room for RelayRoom {
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
-        self.relay.poll_timeout()
+        let stream = self.cluster.as_ref().and_then(|c| c.stream.poll_timeout());
+        match (self.relay.poll_timeout(), stream) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn handle_timeout(&mut self, host: &mut Host, now: Timestamp) {
-        let mut out = HostOut {
-            host,
-            now,
-            room: &self.room,
-            auth: &self.auth,
-            observed: &self.observed,
-            tickets: &mut self.tickets,
-            overflowed: &mut self.overflowed,
-            counters: &self.counters,
-        };
-        self.relay.handle_timeout(now, &mut out);
+        let (relay, mut out, _) = self.split(host, now);
+        relay.handle_timeout(now, &mut out);
+        if let Some(c) = &mut self.cluster {
+            c.stream.handle_timeout(now, self.relay.admitted());
+        }
     }
 }
 
@@ -539,8 +638,39 @@ pub fn peer_config(args: &Args) -> Config {
 
 impl Server {
     /// Binds every `--listen` address, loads TLS and starts accepting.
-    /// Must be called inside a tokio runtime. Nothing is printed.
+    /// Must be called inside a tokio runtime. Nothing is printed. With
+    /// `--cluster` use [`start`](Self::start).
     pub fn bind(args: &Args) -> Result<Server, StartError> {
+        if !args.cluster.is_empty() {
+            return Err(StartError(
+                "--cluster needs Server::start (it connects to NATS)".into(),
+            ));
+        }
+        Self::bind_with(args, bind_listeners(args)?, None)
+    }
+
+    /// [`bind`](Self::bind), and with `--cluster` first joins the cluster
+    /// (connects to NATS, leases this node's peer-id range).
+    pub async fn start(args: &Args) -> Result<Server, StartError> {
+        if args.cluster.is_empty() {
+            return Self::bind(args);
+        }
+        let listeners = bind_listeners(args)?;
+        let port = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port());
+        let cluster = Cluster::connect(args.cluster_config(port))
+            .await
+            .map_err(StartError)?;
+        Self::bind_with(args, listeners, Some(cluster))
+    }
+
+    fn bind_with(
+        args: &Args,
+        listeners: Vec<tokio::net::TcpListener>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Result<Server, StartError> {
         let jwt = match &args.jwt_key_file {
             Some(path) => Some(Arc::new(
                 JwtVerifier::from_file(path)
@@ -562,14 +692,6 @@ impl Server {
             }
             None => (None, None),
         };
-        let listeners = args
-            .listen
-            .iter()
-            .map(|a| {
-                wsmp_tokio::bind(a.port(), &a.ip().to_string())
-                    .map_err(|e| StartError(format!("cannot listen on {a}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let observed = Arc::new(Observed {
             admission: Admission::new(args.limits()),
             counters: Arc::new(CounterSet::default()),
@@ -577,6 +699,7 @@ impl Server {
             in_progress: AtomicU64::new(0),
             ready: Readiness::default(),
             started: Instant::now(),
+            cluster: cluster.clone(),
         });
         let rooms = RelayRooms {
             cfg: Arc::new(args.relay_config()),
@@ -589,6 +712,7 @@ impl Server {
             paths: args.path_rules(),
             trusted: args.trusted_proxies(),
             public_stats: args.public_stats && !args.no_stats,
+            cluster: cluster.clone(),
         };
         // --proxy-protocol: the PROXY header is read first in each
         // connection's own task, before TLS and HTTP (the adapter's preface).
@@ -601,6 +725,8 @@ impl Server {
             tls,
             max_pending_per_ip: Some(args.max_pending_per_ip),
             preface,
+            // In a cluster: this node's range (unique cluster-wide).
+            id_space: cluster.as_ref().map(|c| c.id_space()).unwrap_or_default(),
         };
         let rooms = RoomServer::start(rooms, listeners, options)
             .map_err(|e| StartError(format!("cannot start the server: {e}")))?;
@@ -871,6 +997,17 @@ impl StopRequests {
     }
 }
 
+/// Binds every `--listen` address.
+fn bind_listeners(args: &Args) -> Result<Vec<tokio::net::TcpListener>, StartError> {
+    args.listen
+        .iter()
+        .map(|a| {
+            wsmp_tokio::bind(a.port(), &a.ip().to_string())
+                .map_err(|e| StartError(format!("cannot listen on {a}: {e}")))
+        })
+        .collect()
+}
+
 /// Sets up logging to stderr: `RUST_LOG` filters (default `info`), human
 /// lines or one JSON object per line. Lines go through a non-blocking
 /// writer (a background thread writes them), so no thread ever waits for
@@ -915,7 +1052,7 @@ pub async fn run(args: Args) -> Result<(), StartError> {
     // Signal handlers first, so a signal right after the listening lines is not lost.
     let stops = StopRequests::signals();
     crate::startup::check_nofile_limit(args.max_peers);
-    let mut server = Server::bind(&args)?;
+    let mut server = Server::start(&args).await?;
     {
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {

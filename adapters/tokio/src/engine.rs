@@ -25,7 +25,9 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -298,41 +300,43 @@ async fn wait(sock: &TcpStream, slot: &PeerSlot, want: Want, clock: Clock) {
     }
 }
 
+/// How a step of an opening handshake ended.
+pub(crate) enum HandshakeStep {
+    /// A request arrived: the caller decides on it (accept or respond on
+    /// the connection), then calls [`handshake`] again.
+    Request(Box<Request>),
+    /// The connection opened (it may have closed again at once).
+    Opened,
+    /// It ended without opening (output such as an HTTP refusal is written
+    /// first).
+    Ended,
+}
+
 /// Drives a lone connection (no host) through its opening handshake, with
-/// no lock held: TLS, the HTTP request and the caller's decision on it
-/// (`on_request`, called with each request a server connection receives).
-/// Events are taken up to and including `Open`, so messages that arrived
-/// with the handshake stay queued. Returns true once the connection opened
-/// (it may have closed again at once), false when it ended without opening
-/// (output such as an HTTP refusal is written first).
+/// no lock held: TLS and the HTTP request, until a request needs a decision
+/// or the connection opened or ended. Events are taken up to and including
+/// `Open`, so messages that arrived with the handshake stay queued.
 pub(crate) async fn handshake(
     sock: &TcpStream,
     driver: &mut Driver,
     conn: &mut Connection,
     clock: Clock,
-    mut on_request: impl FnMut(&mut Connection, Box<Request>, Timestamp),
-) -> bool {
+) -> HandshakeStep {
     loop {
         let want = driver.step(sock, conn, clock.now());
-        let mut decided = false;
         while let Some(event) = conn.poll_event() {
             match event {
-                Event::Request(request) => {
-                    on_request(conn, request, clock.now());
-                    decided = true;
-                }
-                Event::Open { .. } => return true,
+                Event::Request(request) => return HandshakeStep::Request(request),
+                Event::Open { .. } => return HandshakeStep::Opened,
                 _ => {}
             }
         }
         if want.done {
-            return false;
+            return HandshakeStep::Ended;
         }
-        if decided || want.again {
-            // The answer is queued (or more input waits): step again now.
-            if want.again {
-                tokio::task::yield_now().await;
-            }
+        if want.again {
+            // More input waits: step again now.
+            tokio::task::yield_now().await;
             continue;
         }
         tokio::select! {
@@ -343,29 +347,99 @@ pub(crate) async fn handshake(
     }
 }
 
+/// The range peer ids are drawn from: every id of a server is unique within
+/// it. The default is the engine's whole client range 2..=2³¹−1
+/// (spec/websocket-peer.md §3.2); a cluster gives each node a disjoint part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdSpace {
+    first: i32,
+    last: i32,
+}
+
+impl Default for IdSpace {
+    fn default() -> Self {
+        IdSpace {
+            first: 2,
+            last: i32::MAX,
+        }
+    }
+}
+
+impl IdSpace {
+    /// Ids `first..=last`; `None` unless `2 <= first <= last`
+    /// (spec/websocket-peer.md §3.2: 0 and 1 are never client ids).
+    pub fn new(first: i32, last: i32) -> Option<IdSpace> {
+        (2 <= first && first <= last).then_some(IdSpace { first, last })
+    }
+
+    /// The first id of the range.
+    pub fn first(&self) -> i32 {
+        self.first
+    }
+
+    /// The last id of the range.
+    pub fn last(&self) -> i32 {
+        self.last
+    }
+
+    /// How many ids the range holds.
+    pub fn len(&self) -> u64 {
+        (self.last as i64 - self.first as i64 + 1) as u64
+    }
+
+    /// Never empty (see [`new`](Self::new)); for clippy's `len` rule.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether `id` is in the range.
+    pub fn contains(&self, id: i32) -> bool {
+        (self.first..=self.last).contains(&id)
+    }
+}
+
 /// Peer ids unique across every host of a server (so logs, stats and a
-/// cluster can name a peer by its id alone). Ids stay taken until the
-/// peer's socket is finished.
+/// cluster can name a peer by its id alone), drawn from the server's
+/// [`IdSpace`]. Ids stay taken until the peer's socket is finished.
 #[derive(Debug)]
 pub(crate) struct IdRegistry {
     used: HashSet<PeerId>,
+    space: IdSpace,
     rng: rand_core::UnwrapErr<rand_core::OsRng>,
 }
 
 impl IdRegistry {
-    pub(crate) fn new() -> Mutex<IdRegistry> {
+    pub(crate) fn new(space: IdSpace) -> Mutex<IdRegistry> {
         Mutex::new(IdRegistry {
             used: HashSet::new(),
+            space,
             rng: rand_core::UnwrapErr(rand_core::OsRng),
         })
     }
 
-    /// A fresh id (spec/websocket-peer.md §3.2: 2..=2³¹−1, never in use).
-    pub(crate) fn draw(&mut self) -> PeerId {
+    /// A fresh id (spec/websocket-peer.md §3.2: 2..=2³¹−1, never in use),
+    /// uniformly from the id space; `None` when every id of it is in use.
+    pub(crate) fn draw(&mut self) -> Option<PeerId> {
+        let space = self.space;
+        if self.used.len() as u64 >= space.len() {
+            return None;
+        }
         let used = &self.used;
-        let id = PeerId::random(&mut self.rng, |id| used.contains(&id));
+        let id = if space == IdSpace::default() {
+            PeerId::random(&mut self.rng, |id| used.contains(&id))
+        } else {
+            use rand_core::RngCore;
+            loop {
+                let offset = self.rng.next_u64() % space.len();
+                let candidate = PeerId::new((space.first as i64 + offset as i64) as i32);
+                match candidate {
+                    Some(id) if !used.contains(&id) => break id,
+                    _ => {}
+                }
+            }
+        };
         self.used.insert(id);
-        id
+        Some(id)
     }
 
     pub(crate) fn free(&mut self, id: PeerId) {
@@ -467,12 +541,13 @@ impl ServerCore {
         config: wsmp_core::Config,
         tls: Option<wsmp_tls::TlsServerOptions>,
         max_pending_per_ip: Option<usize>,
+        ids: IdSpace,
     ) -> ServerCore {
         ServerCore {
             clock: Clock(Instant::now()),
             config: Arc::new(config),
             tls,
-            ids: IdRegistry::new(),
+            ids: IdRegistry::new(ids),
             pending: Arc::new(PendingPerIp::default()),
             max_pending_per_ip,
             preface: None,
@@ -667,6 +742,19 @@ async fn read_preface(
     Ok(client)
 }
 
+/// An admission verdict: join with these options, or answer this response.
+pub(crate) type Verdict<J> =
+    Result<(J, wsmp_core::connection::AcceptOptions), wsmp_core::connection::HttpResponse>;
+
+/// An admission decision: taken at once, or by a future the connection's
+/// task awaits (e.g. a reservation that needs a network round trip).
+pub(crate) enum Decision<J> {
+    /// Decided.
+    Now(Verdict<J>),
+    /// Decided when the future completes.
+    Later(Pin<Box<dyn Future<Output = Verdict<J>> + Send>>),
+}
+
 /// Where accepted sockets go: the admission decision and the host a peer
 /// joins (implemented by `RoomServer` and `MultiplayerPeer`).
 pub(crate) trait Acceptor: Send + Sync + 'static {
@@ -674,15 +762,9 @@ pub(crate) trait Acceptor: Send + Sync + 'static {
     /// What an accepted request carries to `join`.
     type Join: Send + 'static;
     fn core(&self) -> &ServerCore;
-    /// Decides on a request, in the connection's own task (no lock held).
-    fn admit(
-        &self,
-        info: &ConnInfo,
-        request: &Request,
-    ) -> Result<
-        (Self::Join, wsmp_core::connection::AcceptOptions),
-        wsmp_core::connection::HttpResponse,
-    >;
+    /// Decides on a request, in the connection's own task (no lock held):
+    /// at once, or later (the handshake timeout covers the wait).
+    fn admit(&self, info: &ConnInfo, request: &Request) -> Decision<Self::Join>;
     /// Adopts the open connection into its host (registering `slot`) and
     /// returns the host, or `None` when it was refused.
     fn join(
@@ -783,7 +865,10 @@ async fn serve<A: Acceptor>(
     let clock = core.clock;
     // The handshake timeout runs from TCP accept: preface, TLS and upgrade.
     let accepted_at = clock.now();
-    let id = core.lock_ids().draw();
+    let Some(id) = core.lock_ids().draw() else {
+        tracing::warn!(%remote, "every peer id of the id space is in use; closing");
+        return;
+    };
     let _id = IdGuard(core, id);
     let mut info = ConnInfo {
         id,
@@ -856,29 +941,50 @@ async fn serve<A: Acceptor>(
     };
     let mut join = None;
     let opened = {
-        let handshake = handshake(
-            &sock,
-            &mut driver,
-            &mut conn,
-            clock,
-            |conn, request, now| match acceptor.admit(&info, &request) {
-                Ok((j, options)) => match conn.accept(now, options) {
-                    Ok(()) => join = Some(j),
-                    Err(e) => {
-                        tracing::warn!(peer = %id, error = %e, "accepting the upgrade failed; answering 500");
-                        let _ = conn.respond(
-                            now,
-                            wsmp_core::connection::HttpResponse::text(500, "internal error\n"),
-                        );
+        let run = async {
+            loop {
+                match handshake(&sock, &mut driver, &mut conn, clock).await {
+                    HandshakeStep::Opened => return true,
+                    HandshakeStep::Ended => return false,
+                    HandshakeStep::Request(request) => {
+                        let verdict = match acceptor.admit(&info, &request) {
+                            Decision::Now(verdict) => Some(verdict),
+                            // The handshake timeout covers the wait: at the
+                            // deadline the connection's timer ends it.
+                            Decision::Later(decision) => tokio::select! {
+                                verdict = decision => Some(verdict),
+                                () = sleep_until(clock, conn.poll_timeout()) => {
+                                    conn.handle_timeout(clock.now());
+                                    None
+                                }
+                            },
+                        };
+                        let now = clock.now();
+                        match verdict {
+                            Some(Ok((j, options))) => match conn.accept(now, options) {
+                                Ok(()) => join = Some(j),
+                                Err(e) => {
+                                    tracing::warn!(peer = %id, error = %e, "accepting the upgrade failed; answering 500");
+                                    let _ = conn.respond(
+                                        now,
+                                        wsmp_core::connection::HttpResponse::text(
+                                            500,
+                                            "internal error\n",
+                                        ),
+                                    );
+                                }
+                            },
+                            Some(Err(response)) => {
+                                let _ = conn.respond(now, response);
+                            }
+                            None => {}
+                        }
                     }
-                },
-                Err(response) => {
-                    let _ = conn.respond(now, response);
                 }
-            },
-        );
+            }
+        };
         tokio::select! {
-            opened = handshake => opened,
+            opened = run => opened,
             () = core.stop.notified() => false,
         }
     };

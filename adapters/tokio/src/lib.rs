@@ -56,8 +56,8 @@ mod websocket;
 pub use error::Error;
 pub use multiplayer::{bind, MultiplayerPeer, PeerAdmissionHook, PeerInfo};
 pub use rooms::{
-    Admit, ConnInfo, HandshakeOutcome, Preface, PrefaceDecision, Room, RoomServer,
-    RoomServerOptions, Rooms,
+    Admit, AdmitFuture, ConnInfo, HandshakeOutcome, IdSpace, Preface, PrefaceDecision, Room,
+    RoomRef, RoomServer, RoomServerOptions, Rooms,
 };
 pub use tls::{
     AdmissionHook, ClientOptions, Decision, ServerOptions, TlsClientOptions, TlsError,

@@ -76,12 +76,8 @@ impl Acceptor for Server {
         &self.core
     }
 
-    fn admit(
-        &self,
-        info: &ConnInfo,
-        request: &Request,
-    ) -> Result<((), AcceptOptions), HttpResponse> {
-        match &self.admission {
+    fn admit(&self, info: &ConnInfo, request: &Request) -> engine::Decision<()> {
+        engine::Decision::Now(match &self.admission {
             Some(hook) => match hook(info.id, request) {
                 Decision::Accept(options) => Ok(((), options)),
                 Decision::Respond(response) => Err(response),
@@ -89,7 +85,7 @@ impl Acceptor for Server {
             // As the core's automatic admission: upgrades in, anything else 400.
             None if request.is_upgrade => Ok(((), AcceptOptions::default())),
             None => Err(HttpResponse::text(400, "WebSocket upgrade expected\n")),
-        }
+        })
     }
 
     fn join(&self, _: (), conn: Connection, info: &ConnInfo, slot: &Arc<PeerSlot>) -> Option<Cell> {
@@ -249,7 +245,12 @@ impl MultiplayerPeer {
         self.close();
         let host = Host::server(self.config.clone(), Admission::Automatic, os_rng())
             .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Config(e)))?;
-        let core = ServerCore::new(self.config.clone(), tls, self.max_pending_per_ip);
+        let core = ServerCore::new(
+            self.config.clone(),
+            tls,
+            self.max_pending_per_ip,
+            engine::IdSpace::default(),
+        );
         let events = Arc::new(Notify::new());
         let cell = HostCell::new(
             host,

@@ -20,9 +20,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::Hash;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -31,13 +33,12 @@ use wsmp_core::connection::{AcceptOptions, Admission, Connection, HttpResponse, 
 use wsmp_core::host::{Host, PeerId};
 use wsmp_core::{Config, Timestamp};
 
-use crate::engine::{self, Acceptor, HostCell, Logic, PeerSlot, ServerCore};
-pub use crate::engine::{ConnInfo, HandshakeOutcome, Preface, PrefaceDecision};
+use crate::engine::{self, Acceptor, Decision, HostCell, Logic, PeerSlot, ServerCore};
+pub use crate::engine::{ConnInfo, HandshakeOutcome, IdSpace, Preface, PrefaceDecision};
 use crate::error::Error;
 use crate::tls::TlsServerOptions;
 
 /// What [`Rooms::admit`] decides for one HTTP request.
-#[derive(Debug)]
 pub enum Admit<K, T> {
     /// Accept the upgrade; the peer joins room `room`, and `ticket` (e.g. a
     /// slot reservation released on drop) is handed to the room with it.
@@ -52,7 +53,35 @@ pub enum Admit<K, T> {
     /// Answer with this HTTP response and close (a refusal, or a plain HTTP
     /// answer to a request that is not an upgrade).
     Respond(HttpResponse),
+    /// Decide when this future completes (e.g. a reservation that needs a
+    /// network round trip). The connection's task awaits it with no lock
+    /// held; the handshake timeout covers the wait (the future is dropped
+    /// when it runs out, so it must release whatever it holds on drop). A
+    /// future that answers `Later` again is answered with HTTP 500.
+    Later(AdmitFuture<K, T>),
 }
+
+impl<K: fmt::Debug, T: fmt::Debug> fmt::Debug for Admit<K, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Admit::Join {
+                room,
+                ticket,
+                options,
+            } => f
+                .debug_struct("Join")
+                .field("room", room)
+                .field("ticket", ticket)
+                .field("options", options)
+                .finish(),
+            Admit::Respond(r) => f.debug_tuple("Respond").field(r).finish(),
+            Admit::Later(_) => f.write_str("Later(..)"),
+        }
+    }
+}
+
+/// The future of [`Admit::Later`].
+pub type AdmitFuture<K, T> = Pin<Box<dyn Future<Output = Admit<K, T>> + Send>>;
 
 /// The logic of one room: runs with the room's lock held, so it must be
 /// quick and must not do I/O (queue output on the host instead).
@@ -98,6 +127,56 @@ pub trait Rooms: Send + Sync + 'static {
     /// A connection was closed at TCP accept because its address already
     /// has `max_pending_per_ip` unfinished handshakes.
     fn pending_limit_refused(&self, _remote: SocketAddr) {}
+    /// A room was created (its first peer is joining): `room` reaches it
+    /// from other tasks (e.g. messages from a cluster). Called with the room
+    /// registry locked: quick, no I/O (spawn a task or send to a channel).
+    fn room_opened(&self, _key: &Self::Key, _room: RoomRef<Self>)
+    where
+        Self: Sized,
+    {
+    }
+}
+
+/// A handle on one room for tasks other than its peers' (e.g. a cluster's
+/// inbound messages): runs code under the room's lock, with no registry
+/// lock. It does not keep the room alive: once the room is retired (its
+/// last socket finished) [`with`](Self::with) answers `None`.
+pub struct RoomRef<R: Rooms> {
+    cell: Weak<HostCell<RoomLogic<R::Key, R::Room>>>,
+}
+
+impl<R: Rooms> Clone for RoomRef<R> {
+    fn clone(&self) -> Self {
+        RoomRef {
+            cell: self.cell.clone(),
+        }
+    }
+}
+
+impl<R: Rooms> fmt::Debug for RoomRef<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoomRef")
+            .field("live", &self.is_live())
+            .finish()
+    }
+}
+
+impl<R: Rooms> RoomRef<R> {
+    /// Runs `f` on the room's host and logic under the room's lock, then
+    /// lets the room act on what changed and wakes the peers that got
+    /// output. `None` when the room is gone.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Host, &mut R::Room, Timestamp) -> T) -> Option<T> {
+        let cell = self.cell.upgrade()?;
+        if cell.is_closed() {
+            return None;
+        }
+        Some(cell.with(None, |st, now| f(&mut st.host, &mut st.logic.room, now)))
+    }
+
+    /// Whether the room still exists.
+    pub fn is_live(&self) -> bool {
+        self.cell.upgrade().is_some_and(|c| !c.is_closed())
+    }
 }
 
 /// Options of a [`RoomServer`].
@@ -116,6 +195,8 @@ pub struct RoomServerOptions {
     /// connection's own task (e.g. a PROXY protocol header); it may name
     /// another client address ([`ConnInfo::remote`]).
     pub preface: Option<Arc<dyn Preface>>,
+    /// The range peer ids are drawn from (default: all of 2..=2³¹−1).
+    pub id_space: IdSpace,
 }
 
 impl fmt::Debug for RoomServerOptions {
@@ -125,6 +206,7 @@ impl fmt::Debug for RoomServerOptions {
             .field("tls", &self.tls.is_some())
             .field("max_pending_per_ip", &self.max_pending_per_ip)
             .field("preface", &self.preface.is_some())
+            .field("id_space", &self.id_space)
             .finish()
     }
 }
@@ -174,6 +256,19 @@ struct Joining<K, T> {
     ticket: T,
 }
 
+/// What the engine does with a decided [`Admit`].
+fn verdict<K, T>(admit: Admit<K, T>) -> engine::Verdict<Joining<K, T>> {
+    match admit {
+        Admit::Join {
+            room,
+            ticket,
+            options,
+        } => Ok((Joining { room, ticket }, options)),
+        Admit::Respond(response) => Err(response),
+        Admit::Later(_) => Err(HttpResponse::text(500, "internal error\n")),
+    }
+}
+
 impl<R: Rooms> Acceptor for Shared<R> {
     type Logic = RoomLogic<R::Key, R::Room>;
     type Join = Joining<R::Key, <R::Room as Room>::Ticket>;
@@ -182,18 +277,17 @@ impl<R: Rooms> Acceptor for Shared<R> {
         &self.core
     }
 
-    fn admit(
-        &self,
-        info: &ConnInfo,
-        request: &Request,
-    ) -> Result<(Self::Join, AcceptOptions), HttpResponse> {
+    fn admit(&self, info: &ConnInfo, request: &Request) -> Decision<Self::Join> {
         match self.rooms.admit(info, request) {
-            Admit::Join {
-                room,
-                ticket,
-                options,
-            } => Ok((Joining { room, ticket }, options)),
-            Admit::Respond(response) => Err(response),
+            Admit::Later(decision) => Decision::Later(Box::pin(async move {
+                let admit = decision.await;
+                if matches!(admit, Admit::Later(_)) {
+                    tracing::error!("an admission future answered Later; answering 500");
+                    return Err(HttpResponse::text(500, "internal error\n"));
+                }
+                verdict(admit)
+            })),
+            admit => Decision::Now(verdict(admit)),
         }
     }
 
@@ -221,6 +315,12 @@ impl<R: Rooms> Acceptor for Shared<R> {
                 let cell = HostCell::new(host, logic, self.core.clock);
                 tokio::spawn(engine::timer_loop(cell.clone()));
                 registry.insert(join.room.clone(), cell.clone());
+                self.rooms.room_opened(
+                    &join.room,
+                    RoomRef {
+                        cell: Arc::downgrade(&cell),
+                    },
+                );
                 cell
             }
         };
@@ -306,8 +406,13 @@ impl<R: Rooms> RoomServer<R> {
             .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Config(e)))?;
         let shared = Arc::new(Shared {
             rooms,
-            core: ServerCore::new(options.config, options.tls, options.max_pending_per_ip)
-                .with_preface(options.preface),
+            core: ServerCore::new(
+                options.config,
+                options.tls,
+                options.max_pending_per_ip,
+                options.id_space,
+            )
+            .with_preface(options.preface),
             registry: Mutex::new(HashMap::new()),
         });
         let local_addrs = listeners

@@ -310,27 +310,27 @@ impl Shared {
             let driver = std::mem::replace(&mut st.driver, Driver::new(None, Default::default()));
             (conn, driver)
         };
-        let opened = engine::handshake(
-            &self.sock,
-            &mut driver,
-            &mut conn,
-            self.clock,
-            |conn, request, now| {
-                let decision = match hook {
-                    Some(hook) => hook(&request),
-                    None => Decision::Accept(AcceptOptions::default()),
-                };
-                let result = match decision {
-                    Decision::Accept(opts) => conn.accept(now, opts),
-                    Decision::Respond(resp) => conn.respond(now, resp),
-                };
-                if let Err(e) = result {
-                    let _ = conn.respond(now, HttpResponse::text(500, "internal error\n"));
-                    tracing::warn!(error = %e, "admission decision could not be applied");
+        let opened = loop {
+            match engine::handshake(&self.sock, &mut driver, &mut conn, self.clock).await {
+                engine::HandshakeStep::Opened => break true,
+                engine::HandshakeStep::Ended => break false,
+                engine::HandshakeStep::Request(request) => {
+                    let now = self.now();
+                    let decision = match hook {
+                        Some(hook) => hook(&request),
+                        None => Decision::Accept(AcceptOptions::default()),
+                    };
+                    let result = match decision {
+                        Decision::Accept(opts) => conn.accept(now, opts),
+                        Decision::Respond(resp) => conn.respond(now, resp),
+                    };
+                    if let Err(e) = result {
+                        let _ = conn.respond(now, HttpResponse::text(500, "internal error\n"));
+                        tracing::warn!(error = %e, "admission decision could not be applied");
+                    }
                 }
-            },
-        )
-        .await;
+            }
+        };
         if opened {
             // Write the 101 now: the caller may drop the connection at once.
             let _ = driver.flush(&self.sock, &mut conn, self.now());
