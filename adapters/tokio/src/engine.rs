@@ -286,7 +286,32 @@ pub(crate) async fn run_peer<L: Logic>(
 }
 
 /// Waits for what `want` asks, a wake from another task, or the deadline.
+///
+/// Kept small, as it lives in every peer's task for the peer's whole life
+/// (issue 11: bytes per idle connection): one readiness future for both
+/// directions, and the timer boxed only when there is a deadline (rare for
+/// a host peer, whose timers run in the host).
 async fn wait(sock: &TcpStream, slot: &PeerSlot, want: Want, clock: Clock) {
+    let interest = match (want.read, want.write) {
+        (true, true) => Some(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE),
+        (true, false) => Some(tokio::io::Interest::READABLE),
+        (false, true) => Some(tokio::io::Interest::WRITABLE),
+        (false, false) => None,
+    };
+    let io = async {
+        match interest {
+            Some(interest) => {
+                let _ = sock.ready(interest).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let timer = async {
+        match want.deadline {
+            Some(t) => Box::pin(tokio::time::sleep_until(clock.instant(t))).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
         () = slot.wake.notified() => {
@@ -294,9 +319,8 @@ async fn wait(sock: &TcpStream, slot: &PeerSlot, want: Want, clock: Clock) {
             // let them, then write it all in one go.
             tokio::task::yield_now().await;
         }
-        r = sock.readable(), if want.read => { let _ = r; }
-        r = sock.writable(), if want.write => { let _ = r; }
-        () = sleep_until(clock, want.deadline) => {}
+        () = io => {}
+        () = timer => {}
     }
 }
 
@@ -479,7 +503,7 @@ impl PendingPerIp {
 
 /// One counted handshake; dropped when it ends.
 #[derive(Debug)]
-pub(crate) struct PendingGuard(Option<(Arc<PendingPerIp>, IpAddr)>);
+pub(crate) struct PendingGuard(pub(crate) Option<(Arc<PendingPerIp>, IpAddr)>);
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
@@ -851,13 +875,55 @@ impl Drop for IdGuard<'_> {
 
 /// One accepted socket: TLS and the opening handshake in this task with no
 /// shared lock, then the peer's life in its host.
-async fn serve<A: Acceptor>(
+///
+/// The handshake runs as a boxed future of its own ([`open_peer`]): its
+/// state (request, TLS setup, admission, timers — about 2 KiB) is freed when
+/// it ends, so the task of a peer that stays connected for hours holds only
+/// what [`run_peer`] needs (issue 11: bytes per idle connection).
+pub(crate) async fn serve<A: Acceptor>(
     acceptor: Arc<A>,
+    sock: TcpStream,
+    remote: SocketAddr,
+    pending: PendingGuard,
+    deferred: bool,
+) {
+    let core = acceptor.core();
+    let Some(id) = core.lock_ids().draw() else {
+        tracing::warn!(%remote, "every peer id of the id space is in use; closing");
+        return;
+    };
+    let _id = IdGuard(core, id);
+    let Some(Opened {
+        sock,
+        driver,
+        cell,
+        slot,
+    }) = Box::pin(open_peer(&*acceptor, id, sock, remote, pending, deferred)).await
+    else {
+        return;
+    };
+    run_peer(cell.clone(), id, sock, driver, slot).await;
+    acceptor.left(&cell);
+}
+
+/// A peer whose opening handshake succeeded and that joined its host.
+struct Opened<L: Logic> {
+    sock: TcpStream,
+    driver: Driver,
+    cell: Arc<HostCell<L>>,
+    slot: Arc<PeerSlot>,
+}
+
+/// The opening of one accepted socket (preface, TLS, upgrade, admission,
+/// join); `None` when it ended otherwise (already reported to `acceptor`).
+async fn open_peer<A: Acceptor>(
+    acceptor: &A,
+    id: PeerId,
     sock: TcpStream,
     remote: SocketAddr,
     mut pending: PendingGuard,
     deferred: bool,
-) {
+) -> Option<Opened<A::Logic>> {
     let core = acceptor.core();
     if let Err(e) = wsmp_io::tune_stream(socket2::SockRef::from(&sock)) {
         tracing::debug!(%remote, error = %e, "socket options");
@@ -865,11 +931,6 @@ async fn serve<A: Acceptor>(
     let clock = core.clock;
     // The handshake timeout runs from TCP accept: preface, TLS and upgrade.
     let accepted_at = clock.now();
-    let Some(id) = core.lock_ids().draw() else {
-        tracing::warn!(%remote, "every peer id of the id space is in use; closing");
-        return;
-    };
-    let _id = IdGuard(core, id);
     let mut info = ConnInfo {
         id,
         remote,
@@ -896,7 +957,7 @@ async fn serve<A: Acceptor>(
                     }
                 };
                 acceptor.handshake_ended(&info, outcome);
-                return;
+                return None;
             }
         };
         if deferred || client.ip() != remote.ip() {
@@ -906,7 +967,7 @@ async fn serve<A: Acceptor>(
                 acceptor.pending_limit_refused(client);
                 info.remote = client;
                 acceptor.handshake_ended(&info, HandshakeOutcome::Closed);
-                return;
+                return None;
             };
             pending = guard;
         }
@@ -921,7 +982,7 @@ async fn serve<A: Acceptor>(
             Err(e) => {
                 tracing::warn!(error = %e, "TLS session setup failed");
                 acceptor.handshake_ended(&info, HandshakeOutcome::Tls);
-                return;
+                return None;
             }
         },
         None => None,
@@ -936,7 +997,7 @@ async fn serve<A: Acceptor>(
         Err(e) => {
             tracing::error!(error = %e, "invalid connection configuration; refusing the connection");
             acceptor.handshake_ended(&info, HandshakeOutcome::Refused);
-            return;
+            return None;
         }
     };
     let mut join = None;
@@ -997,17 +1058,21 @@ async fn serve<A: Acceptor>(
     let Some(j) = join.filter(|_| outcome == HandshakeOutcome::Accepted) else {
         acceptor.handshake_ended(&info, outcome);
         driver.abort(&sock);
-        return;
+        return None;
     };
     let slot = Arc::new(PeerSlot::default());
     let Some(cell) = acceptor.join(j, conn, &info, &slot) else {
         acceptor.handshake_ended(&info, HandshakeOutcome::Refused);
         driver.abort(&sock);
-        return;
+        return None;
     };
     acceptor.handshake_ended(&info, HandshakeOutcome::Accepted);
-    run_peer(cell.clone(), id, sock, driver, slot).await;
-    acceptor.left(&cell);
+    Some(Opened {
+        sock,
+        driver,
+        cell,
+        slot,
+    })
 }
 
 /// Why a handshake ended without an open connection.
