@@ -64,6 +64,8 @@ pub struct WebSocket {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     closed: Option<CloseInfo>,
+    /// Events taken from the core so far (see [`WebSocket::took_events_since`]).
+    events_taken: u64,
 }
 
 /// Waits for the readiness of one socket (edge-triggered: the driver has read or written
@@ -234,6 +236,7 @@ impl WebSocket {
             read_timeout,
             write_timeout,
             closed: None,
+            events_taken: 0,
         })
     }
 
@@ -311,6 +314,7 @@ impl WebSocket {
     /// Takes events up to the next message; a `Closed` event is kept in `closed`.
     fn next_message(&mut self) -> Option<Message> {
         while let Some(event) = self.conn.poll_event() {
+            self.events_taken += 1;
             match event {
                 Event::Message(m) => return Some(m),
                 Event::Closed(info) => self.closed = Some(info),
@@ -320,6 +324,26 @@ impl WebSocket {
         None
     }
 
+    /// True when events were taken from the core since the count was
+    /// `taken`. The core stops reading while its events wait (backpressure):
+    /// `want` from the step before says "not readable" although input is
+    /// held, and an edge-triggered wait would never wake. Step again
+    /// instead of waiting (Autobahn 2.7/2.8: a pong and a close in one
+    /// segment left the close unanswered).
+    fn took_events_since(&self, taken: u64) -> bool {
+        self.events_taken != taken
+    }
+
+    /// Takes every waiting event while closing (messages are discarded).
+    fn take_close_events(&mut self) {
+        while let Some(event) = self.conn.poll_event() {
+            self.events_taken += 1;
+            if let Event::Closed(info) = event {
+                self.closed = Some(info);
+            }
+        }
+    }
+
     /// After the closing handshake: drives the socket to its end (the close reply written,
     /// the server's end of stream awaited by a client), bounded by the connection's timers
     /// and the driver's linger, and by `user_deadline`.
@@ -327,7 +351,14 @@ impl WebSocket {
         while !self.driver.is_done() {
             let want = self.step();
             let _ = self.driver.take_error();
-            while self.conn.poll_event().is_some() {}
+            let mut took = false;
+            while self.conn.poll_event().is_some() {
+                took = true;
+            }
+            if took && !want.done {
+                // The core may read again (see `took_events_since`).
+                continue;
+            }
             let idle = !want.read && !want.write && !want.again && want.deadline.is_none();
             if want.done || idle || user_deadline.is_some_and(|d| Instant::now() >= d) {
                 return;
@@ -427,10 +458,11 @@ impl WebSocket {
             if let Some(e) = self.failure() {
                 return Err(e);
             }
+            let taken = self.events_taken;
             if let Some(m) = self.next_message() {
                 return Ok(m);
             }
-            if self.closed.is_some() || want.done || want.again {
+            if self.closed.is_some() || want.done || want.again || self.took_events_since(taken) {
                 continue;
             }
             if user_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -446,11 +478,7 @@ impl WebSocket {
         let now = self.clock.now();
         self.conn.close(now, code, reason).map_err(Error::Command)?;
         loop {
-            while let Some(event) = self.conn.poll_event() {
-                if let Event::Closed(info) = event {
-                    self.closed = Some(info);
-                }
-            }
+            self.take_close_events();
             if self.driver.is_done() {
                 return Ok(self.closed.clone().unwrap_or_else(|| self.close_info()));
             }
@@ -458,7 +486,9 @@ impl WebSocket {
             if let Some(e) = self.failure() {
                 return Err(e);
             }
-            if want.done || want.again {
+            let taken = self.events_taken;
+            self.take_close_events();
+            if want.done || want.again || self.took_events_since(taken) {
                 continue;
             }
             self.wait(want, None)?;

@@ -403,3 +403,51 @@ fn close_with_a_stalled_reader_is_bounded() {
         client.join().unwrap();
     }
 }
+
+/// Autobahn 2.7/2.8: an unsolicited pong and a close in one segment. A core
+/// with `max_queued_packets: 1` stops reading while the pong event waits; once `recv` took it, the close
+/// (held by the driver) must be read and answered — not left waiting for a
+/// socket event that never comes (edge-triggered). Without the fix the
+/// first round already hangs until the read timeout.
+#[test]
+fn pong_then_close_in_one_segment_is_answered() {
+    use std::io::Write;
+    // One event at a time, as the Autobahn echo server is configured
+    // (conformance/src/lib.rs): the pong alone stops the core's reading.
+    let options = ServerOptions {
+        config: Config {
+            max_queued_packets: 1,
+            ..Config::default()
+        },
+        ..ServerOptions::default()
+    };
+    for round in 0..20 {
+        let (addr, server) = echo_server(options.clone());
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_nodelay(true).unwrap();
+        c.write_all(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: bStaYn2d9Mzd5muNVoq+3A==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = [0u8; 129];
+        c.read_exact(&mut head).unwrap();
+        assert!(head.starts_with(b"HTTP/1.1 101"), "round {round}");
+        // Let the server block in `recv` first (as with Autobahn's client).
+        thread::sleep(Duration::from_millis(20));
+        // Masked empty pong, then a masked close 1000 (RFC 6455 §5.5.3, §5.5.1).
+        let mask = [0x75, 0xaa, 0x21, 0xb2];
+        let mut frames = vec![0x8a, 0x80];
+        frames.extend_from_slice(&mask);
+        frames.extend_from_slice(&[0x88, 0x82]);
+        frames.extend_from_slice(&mask);
+        frames.extend_from_slice(&[0x03 ^ mask[0], 0xe8 ^ mask[1]]);
+        c.write_all(&frames).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut echo = [0u8; 4];
+        c.read_exact(&mut echo)
+            .unwrap_or_else(|e| panic!("round {round}: no close echo: {e}"));
+        assert_eq!(echo, [0x88, 0x02, 0x03, 0xe8], "round {round}");
+        assert_eq!(server.join().unwrap(), Ok(0), "round {round}");
+    }
+}
