@@ -324,6 +324,29 @@ async fn wait(sock: &TcpStream, slot: &PeerSlot, want: Want, clock: Clock) {
     }
 }
 
+/// One step of an opening handshake. While a TLS handshake is in progress
+/// the step may do its expensive public-key work (the server's signature,
+/// about a millisecond of CPU for RSA-2048): on a multi-thread runtime it
+/// runs in `block_in_place`, so the worker hands its other tasks — the
+/// established connections — to another thread and a flood of handshakes
+/// competes with them for CPU as a separate process would, instead of
+/// delaying them behind its queue (issue 10: TLS handshake flood).
+fn step_handshake(
+    sock: &TcpStream,
+    driver: &mut Driver,
+    conn: &mut Connection,
+    clock: Clock,
+) -> Want {
+    let tls_handshaking = driver.tls().is_some_and(|t| t.is_handshaking());
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if tls_handshaking && multi_thread {
+        tokio::task::block_in_place(|| driver.step(sock, conn, clock.now()))
+    } else {
+        driver.step(sock, conn, clock.now())
+    }
+}
+
 /// How a step of an opening handshake ended.
 pub(crate) enum HandshakeStep {
     /// A request arrived: the caller decides on it (accept or respond on
@@ -347,7 +370,7 @@ pub(crate) async fn handshake(
     clock: Clock,
 ) -> HandshakeStep {
     loop {
-        let want = driver.step(sock, conn, clock.now());
+        let want = step_handshake(sock, driver, conn, clock);
         while let Some(event) = conn.poll_event() {
             match event {
                 Event::Request(request) => return HandshakeStep::Request(request),
