@@ -471,7 +471,7 @@ fn relay_load_validates_every_relay_form_on_both_relays() {
             true,
         );
         // The in-process relay pings every 0.25 s; the rival never does.
-        assert_eq!(url == wsmp.url(), !out.contains("\"pings\":0}"), "{out}");
+        assert_eq!(url == wsmp.url(), !out.contains("\"pings\":0,"), "{out}");
         // Closed loop: 4 broadcasts in flight per client.
         assert_relay_run(
             &url,
@@ -489,6 +489,58 @@ fn relay_load_validates_every_relay_form_on_both_relays() {
     assert!(!out.contains("\"rss_bytes_per_client\":null"), "{out}");
     assert!(!out.contains("\"server_cpu_s\":null"), "{out}");
     assert_eq!(rival.stop("-INT"), Some(0));
+}
+
+#[test]
+fn relay_load_spreads_rooms_over_several_urls() {
+    // The same relay under two URLs: every room has members "on both nodes", so the run
+    // reports cross-URL deliveries, and per-process CPU for each --server-pid.
+    let rival = Server::start(RELAY_RIVAL);
+    let pid = rival.child.id().to_string();
+    let url = rival.url();
+    let out = assert_relay_run(
+        &format!("{url},{url}"),
+        &[
+            "--rooms",
+            "2",
+            "--per-room",
+            "4",
+            "--rate",
+            "60",
+            "--traffic",
+            "mixed",
+            "--server-pid",
+            &format!("{pid},{pid}"),
+        ],
+        true,
+    );
+    assert!(!out.contains("\"cross_deliveries\":0,"), "{out}");
+    let each = out
+        .split("\"server_cpu_s_each\":[")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .unwrap_or_else(|| panic!("no server_cpu_s_each in {out}"));
+    assert_eq!(each.split(',').count(), 2, "{out}");
+    assert_eq!(rival.stop("-INT"), Some(0));
+    // Two independent relays are no cluster: a room split over them never completes its
+    // ADD_PEER set, and the run fails instead of measuring two half rooms.
+    let (a, b) = (InProcessRelay::start(), InProcessRelay::start());
+    let out = relay_load(
+        &format!("{},{}", a.url(), b.url()),
+        &[
+            "--rooms",
+            "1",
+            "--per-room",
+            "4",
+            "--rate",
+            "10",
+            "--join-timeout",
+            "2",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("ADD_PEER received"), "{err}");
 }
 
 #[test]
@@ -559,6 +611,8 @@ fn relay_load_rejects_bad_arguments() {
         &["--url", "ws://127.0.0.1:1", "--size", "8"],
         &["--url", "ws://127.0.0.1:1", "--traffic", "some"],
         &["--url", "ws://10.0.0.1:1"],
+        &["--url", "ws://127.0.0.1:1,ws://10.0.0.1:1"],
+        &["--url", "ws://127.0.0.1:1", "--server-pid", "1,x"],
         &[],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_relay_load"))

@@ -8,6 +8,12 @@
 //! ([`wsmp_benches::relay_plan`]). Every delivery is checked: exactly once, in per-sender order,
 //! unchanged, only at the receivers its target names. Any fault exits 1 with the reason.
 //!
+//! A cluster of relays (`wsmp-relay --cluster`): `--url` takes a comma-separated list and the
+//! clients of every room are spread over the URLs in turn (client `i` uses URL `i mod n`); the
+//! report adds the latency of deliveries that crossed nodes (sender and receiver on different
+//! URLs). `--server-pid` takes a list too (CPU and RSS summed; the JSON report also has each
+//! process's CPU seconds, `server_cpu_s_each`, e.g. the nodes and the NATS server apart).
+//!
 //! Load: `--rate HZ` (open loop: each client sends at that rate, phases spread evenly), or
 //! `--window K` (closed loop: each client keeps K broadcasts unacknowledged; a send is
 //! acknowledged once every receiver got it), or neither (idle: connections held, pings answered).
@@ -33,10 +39,11 @@ use wsmp_benches::{
     machine_busy_time, own_cpu_time, proc_cpu_time, proc_rss_kib, raise_nofile, Histogram,
 };
 
-const USAGE: &str = "usage: relay_load --url ws://127.0.0.1:PORT [--rooms R=1] [--per-room N=8]
+const USAGE: &str =
+    "usage: relay_load --url ws://127.0.0.1:PORT[,ws://…] [--rooms R=1] [--per-room N=8]
        [--size BYTES=64] [--traffic broadcast|mixed] [--rate HZ | --window K]
        [--duration SECS=5] [--warmup SECS=1] [--drain SECS=10] [--settle SECS=0.5]
-       [--server-pid PID] [--threads N=1] [--concurrency C=32] [--source-addrs K=auto]
+       [--server-pid PID[,PID…]] [--threads N=1] [--concurrency C=32] [--source-addrs K=auto]
        [--join-timeout SECS=60] [--json]";
 
 /// Receive buffer per connection.
@@ -52,7 +59,8 @@ const PONG_QUEUE: usize = 64;
 
 #[derive(Debug)]
 struct Opts {
-    url: WsUrl,
+    /// Every URL (a cluster's nodes; one for a single relay).
+    urls: Vec<WsUrl>,
     rooms: usize,
     per_room: usize,
     size: usize,
@@ -63,7 +71,7 @@ struct Opts {
     warmup: f64,
     drain: f64,
     settle: f64,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     threads: usize,
     concurrency: usize,
     source_addrs: usize,
@@ -103,7 +111,19 @@ fn parse_opts() -> Result<Opts, String> {
         std::process::exit(0);
     }
     let url: String = a.opt("url")?.ok_or("--url is required")?;
-    let url = WsUrl::parse(&url)?;
+    let urls = url
+        .split(',')
+        .map(WsUrl::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let pids: String = a.get("server-pid", String::new())?;
+    let server_pids = pids
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<u32>()
+                .map_err(|_| format!("bad --server-pid {p:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let traffic: String = a.get("traffic", "broadcast".to_string())?;
     let rooms: usize = a.get("rooms", 1)?;
     let per_room: usize = a.get("per-room", 8)?;
@@ -119,7 +139,7 @@ fn parse_opts() -> Result<Opts, String> {
         warmup: a.get("warmup", 1.0)?,
         drain: a.get("drain", 10.0)?,
         settle: a.get("settle", 0.5)?,
-        server_pid: a.opt("server-pid")?,
+        server_pids,
         threads: a.get("threads", 1)?,
         concurrency: a.get("concurrency", 32)?,
         source_addrs: if source_addrs == 0 {
@@ -129,7 +149,7 @@ fn parse_opts() -> Result<Opts, String> {
         },
         join_timeout: a.get("join-timeout", 60.0)?,
         json: a.flag("json"),
-        url,
+        urls,
     };
     a.finish()?;
     let secs_ok = |v: f64| v.is_finite() && (0.0..=3600.0).contains(&v);
@@ -163,10 +183,10 @@ fn parse_opts() -> Result<Opts, String> {
     if o.window > 0 && (o.per_room < 2 || o.traffic != Traffic::Broadcast) {
         return Err("--window needs --per-room >= 2 and broadcast traffic".into());
     }
-    if !o.url.addr.ip().is_loopback() {
-        return Err(format!("{} is not a loopback address", o.url.addr.ip()));
+    if let Some(u) = o.urls.iter().find(|u| !u.addr.ip().is_loopback()) {
+        return Err(format!("{} is not a loopback address", u.addr.ip()));
     }
-    if o.source_addrs > 1 && !o.url.addr.is_ipv4() {
+    if o.source_addrs > 1 && o.urls.iter().any(|u| !u.addr.is_ipv4()) {
         return Err("several source addresses need an IPv4 (127.0.0.x) relay".into());
     }
     Ok(o)
@@ -360,6 +380,8 @@ struct Run {
     sends_in_window: AtomicU64,
     offered_in_window: AtomicU64,
     latency: Mutex<Histogram>,
+    /// Deliveries whose sender used another URL than the receiver (cluster nodes).
+    latency_cross: Mutex<Histogram>,
     send_lag: Mutex<Histogram>,
     writers_done: AtomicUsize,
     closing: AtomicBool,
@@ -401,6 +423,8 @@ async fn reader(
     let mut inbox = Inbox::new(me, &room, run.opts.traffic);
     let window = run.opts.window as u64;
     let mut lat: Vec<u64> = Vec::with_capacity(256);
+    let mut lat_cross: Vec<u64> = Vec::with_capacity(256);
+    let nodes = run.opts.urls.len();
     let mut dels: HashSet<i32> = HashSet::new();
     let mut closed = false;
     let close_deadline = run.clock.hard_deadline + Duration::from_secs(5);
@@ -429,6 +453,9 @@ async fn reader(
                             }
                             if in_window {
                                 lat.push(now_ns.saturating_sub(d.sent_ns));
+                                if nodes > 1 && (first + d.sender_pos) % nodes != idx % nodes {
+                                    lat_cross.push(now_ns.saturating_sub(d.sent_ns));
+                                }
                             }
                             Ok(())
                         }
@@ -487,6 +514,12 @@ async fn reader(
                 h.record(v);
             }
             lat.clear();
+            drop(h);
+            let mut h = run.latency_cross.lock().unwrap_or_else(|p| p.into_inner());
+            for &v in &lat_cross {
+                h.record(v);
+            }
+            lat_cross.clear();
         }
         if closed {
             break;
@@ -706,9 +739,12 @@ struct Report {
     sends_in_window: u64,
     offered_in_window: u64,
     latency: Histogram,
+    latency_cross: Histogram,
     send_lag: Histogram,
     own_cpu: f64,
     server_cpu: Option<f64>,
+    /// CPU seconds of each `--server-pid`, in the order given.
+    server_cpu_each: Vec<f64>,
     machine_busy: Option<f64>,
     rss_before: Option<u64>,
     rss_joined: Option<u64>,
@@ -745,8 +781,17 @@ async fn run(o: Opts) -> Result<Report, String> {
             clients + 64
         ));
     }
-    let rss = |p: u32| proc_rss_kib(p).map_err(|e| format!("cannot read VmRSS of {p}: {e}"));
-    let rss_before = o.server_pid.map(rss).transpose()?;
+    let rss = |pids: &[u32]| -> Result<Option<u64>, String> {
+        if pids.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = 0;
+        for &p in pids {
+            sum += proc_rss_kib(p).map_err(|e| format!("cannot read VmRSS of {p}: {e}"))?;
+        }
+        Ok(Some(sum))
+    };
+    let rss_before = rss(&o.server_pids)?;
 
     // Join: connect everyone (bounded concurrency), each reads its id message.
     let t_join = Instant::now();
@@ -754,7 +799,8 @@ async fn run(o: Opts) -> Result<Report, String> {
     let gate = Arc::new(Semaphore::new(o.concurrency));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..clients {
-        let mut url = o.url.clone();
+        // A cluster: the clients of each room take the nodes in turn.
+        let mut url = o.urls[i % o.urls.len()].clone();
         url.path = o.path(i / o.per_room);
         let local = (o.source_addrs > 1)
             .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % o.source_addrs) as u8)));
@@ -815,7 +861,7 @@ async fn run(o: Opts) -> Result<Report, String> {
     }
     let join_secs = t_join.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(o.settle)).await;
-    let rss_joined = o.server_pid.map(rss).transpose()?;
+    let rss_joined = rss(&o.server_pids)?;
 
     // Traffic.
     let base = Instant::now();
@@ -845,6 +891,7 @@ async fn run(o: Opts) -> Result<Report, String> {
         sends_in_window: AtomicU64::new(0),
         offered_in_window: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new()),
+        latency_cross: Mutex::new(Histogram::new()),
         send_lag: Mutex::new(Histogram::new()),
         writers_done: AtomicUsize::new(0),
         closing: AtomicBool::new(false),
@@ -878,21 +925,32 @@ async fn run(o: Opts) -> Result<Report, String> {
             res.map(Some)
         });
     }
-    let pid = run.opts.server_pid;
+    let pids = run.opts.server_pids.clone();
+    // CPU time of each server process (None when one cannot be read).
+    let cpu = |pids: &[u32]| -> Option<Vec<Duration>> {
+        pids.iter()
+            .map(|&p| proc_cpu_time(p).ok())
+            .collect::<Option<Vec<_>>>()
+    };
     wait_until(&run, measure_start).await?;
     let t0 = Instant::now();
     let own0 = own_cpu_time();
-    let srv0 = pid.and_then(|p| proc_cpu_time(p).ok());
+    let srv0 = cpu(&pids);
     let mach0 = machine_busy_time().ok();
     wait_until(&run, end).await?;
     let mach1 = machine_busy_time().ok();
     let t1 = Instant::now();
     let own1 = own_cpu_time();
-    let srv1 = pid.and_then(|p| proc_cpu_time(p).ok());
-    let rss_end = pid.map(rss).transpose()?;
-    if pid.is_some() && (srv0.is_none() || srv1.is_none()) {
-        return Err("cannot read the server's /proc/PID/stat".into());
-    }
+    let srv1 = cpu(&pids);
+    let rss_end = rss(&pids)?;
+    let server_cpu_each: Vec<f64> = match (srv0, srv1) {
+        (Some(a), Some(b)) => a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| b.saturating_sub(*a).as_secs_f64())
+            .collect(),
+        _ => return Err("cannot read the server's /proc/PID/stat".into()),
+    };
 
     // Drain: every writer stopped and every delivery it caused arrived (bounded).
     loop {
@@ -939,6 +997,11 @@ async fn run(o: Opts) -> Result<Report, String> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let latency_cross = run
+        .latency_cross
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let send_lag = run
         .send_lag
         .lock()
@@ -952,11 +1015,11 @@ async fn run(o: Opts) -> Result<Report, String> {
         sends_in_window: run.sends_in_window.load(Ordering::Acquire),
         offered_in_window: run.offered_in_window.load(Ordering::Acquire),
         latency,
+        latency_cross,
         send_lag,
         own_cpu: own1.saturating_sub(own0).as_secs_f64(),
-        server_cpu: srv0
-            .zip(srv1)
-            .map(|(a, b)| b.saturating_sub(a).as_secs_f64()),
+        server_cpu: (!server_cpu_each.is_empty()).then(|| server_cpu_each.iter().sum()),
+        server_cpu_each,
         machine_busy: mach0
             .zip(mach1)
             .map(|(a, b)| b.saturating_sub(a).as_secs_f64()),
@@ -1025,7 +1088,12 @@ struct Desc {
 impl Desc {
     fn of(o: &Opts) -> Self {
         Self {
-            addr: o.url.addr.to_string(),
+            addr: o
+                .urls
+                .iter()
+                .map(|u| u.addr.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             rooms: o.rooms,
             per_room: o.per_room,
             size: o.size,
@@ -1074,7 +1142,8 @@ impl Desc {
                  \"loadgen_cpu_pct\":{:.1},\"server_cpu_s\":{},\"server_cpu_pct\":{},\
                  \"server_cpu_us_per_delivery\":{},\"other_cpu_pct\":{},\"rss_before_kib\":{},\
                  \"rss_joined_kib\":{},\"rss_end_kib\":{},\"rss_joined_bytes_per_client\":{},\
-                 \"rss_bytes_per_client\":{},\"pings\":{}}}",
+                 \"rss_bytes_per_client\":{},\"pings\":{},\"cross_deliveries\":{},\
+                 \"cross_p50_us\":{:.1},\"cross_p99_us\":{:.1},\"server_cpu_s_each\":[{}]}}",
                 self.addr,
                 self.rooms,
                 self.per_room,
@@ -1108,6 +1177,14 @@ impl Desc {
                 num(rss_joined_per_client, 1),
                 num(rss_per_client, 1),
                 r.pings,
+                r.latency_cross.count(),
+                us(r.latency_cross.quantile(0.5)),
+                us(r.latency_cross.quantile(0.99)),
+                r.server_cpu_each
+                    .iter()
+                    .map(|c| format!("{c:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             );
             return;
         }
@@ -1138,6 +1215,14 @@ impl Desc {
             us(r.latency.quantile(0.99)),
             us(r.latency.max())
         );
+        if r.latency_cross.count() > 0 {
+            println!(
+                "  cross-node p50/p99 {:.1} / {:.1} us ({} deliveries)",
+                us(r.latency_cross.quantile(0.5)),
+                us(r.latency_cross.quantile(0.99)),
+                r.latency_cross.count()
+            );
+        }
         println!(
             "  send lag p99/max   {:.1} / {:.1} us",
             us(r.send_lag.quantile(0.99)),
@@ -1150,6 +1235,14 @@ impl Desc {
         );
         if let (Some(c), Some(u)) = (r.server_cpu, per_delivery) {
             println!("  server CPU         {c:.2} s, {u:.3} us/delivery");
+            if r.server_cpu_each.len() > 1 {
+                let each: Vec<String> = r
+                    .server_cpu_each
+                    .iter()
+                    .map(|c| format!("{c:.2}"))
+                    .collect();
+                println!("    per process      {} s", each.join(" / "));
+            }
         }
         if let Some(p) = rss_per_client {
             println!(
