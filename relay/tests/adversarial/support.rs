@@ -29,7 +29,7 @@ pub fn figures() -> bool {
     std::env::var("ADV_FIGURES").is_ok_and(|v| v == "1")
 }
 
-/// Prints one figure line (collected by relay/tests/adversarial/figures.sh).
+/// Prints one figure line (`FIGURE name: value (load …)`; see README.md).
 pub fn figure(name: &str, value: impl std::fmt::Display) {
     println!("FIGURE {name}: {value} (load {})", load_avg());
 }
