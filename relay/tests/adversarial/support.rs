@@ -76,6 +76,9 @@ impl RelayProc {
         for l in listen {
             cmd.args(["--listen", l]);
         }
+        // This relay reads WSMP_RELAY_* settings and refuses unknown ones:
+        // the variable naming the binary under test is not for it.
+        cmd.env_remove("WSMP_RELAY_BIN");
         cmd.args(args)
             .envs(env.iter().copied())
             .env(
