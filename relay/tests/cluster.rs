@@ -54,10 +54,7 @@ fn temp_dir(name: &str) -> PathBuf {
     // given one JetStream store directory make the second fail to start.
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "wsmp-cluster-{name}-{}-{n}",
-        std::process::id(),
-    ));
+    let dir = std::env::temp_dir().join(format!("wsmp-cluster-{name}-{}-{n}", std::process::id(),));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
