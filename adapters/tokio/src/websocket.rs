@@ -127,12 +127,23 @@ pub(crate) struct Shared {
 /// Takes the next message, skipping other events (close details stay
 /// available through `close_info`).
 fn next_message(conn: &mut Connection) -> Option<Message> {
+    next_message_counted(conn).0
+}
+
+/// [`next_message`], and whether any event was taken: the core stops
+/// reading while its events wait (backpressure), so after taking one the
+/// `Want` of the step before is stale — step again instead of waiting
+/// (Autobahn 2.7–2.9: a pong and a close in one read left the close
+/// unanswered when the stale `Want` said there was nothing to wait for).
+fn next_message_counted(conn: &mut Connection) -> (Option<Message>, bool) {
+    let mut took = false;
     while let Some(event) = conn.poll_event() {
+        took = true;
         if let Event::Message(m) = event {
-            return Some(Message::from_parts(m.kind, m.data));
+            return (Some(Message::from_parts(m.kind, m.data)), true);
         }
     }
-    None
+    (None, took)
 }
 
 impl Shared {
@@ -196,11 +207,15 @@ impl Shared {
                     return Some(m);
                 }
                 let want = self.step(&mut st);
-                if let Some(m) = next_message(&mut st.conn) {
+                let (message, took) = next_message_counted(&mut st.conn);
+                if let Some(m) = message {
                     return Some(m);
                 }
                 if want.done {
                     return None;
+                }
+                if took {
+                    continue;
                 }
                 want
             };

@@ -588,3 +588,57 @@ async fn admission_hook_refuses_and_selects_protocol() {
     assert!(results[0].is_err());
     assert_eq!(results[1].as_ref().unwrap().as_deref(), Some("beta"));
 }
+
+/// Autobahn 2.7–2.9: an unsolicited pong and a close in one segment, to a
+/// server whose core holds one event at a time (`max_queued_packets: 1`, as
+/// the Autobahn echo server is configured). Once `recv` took the pong, the
+/// close must be read and answered; the stale "nothing to wait for" of the
+/// step before must not end `recv` (it did: the close went unanswered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pong_then_close_in_one_segment_is_answered() {
+    for round in 0..20 {
+        let (l, _) = listener().await;
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let options = ServerOptions {
+                config: Config {
+                    max_queued_packets: 1,
+                    ..Config::default()
+                },
+                ..ServerOptions::default()
+            };
+            let ws = accept(s, options).await.unwrap();
+            let (mut rx, mut tx) = ws.split();
+            while let Some(m) = rx.recv().await {
+                let _ = tx.send(m).await;
+            }
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.set_nodelay(true).unwrap();
+        c.write_all(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: bStaYn2d9Mzd5muNVoq+3A==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = [0u8; 129];
+        c.read_exact(&mut head).await.unwrap();
+        assert!(head.starts_with(b"HTTP/1.1 101"), "round {round}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Masked empty pong, then a masked close 1000 (RFC 6455 §5.5.3, §5.5.1).
+        let mask = [0x75u8, 0xaa, 0x21, 0xb2];
+        let mut frames = vec![0x8a, 0x80];
+        frames.extend_from_slice(&mask);
+        frames.extend_from_slice(&[0x88, 0x82]);
+        frames.extend_from_slice(&mask);
+        frames.extend_from_slice(&[0x03 ^ mask[0], 0xe8 ^ mask[1]]);
+        c.write_all(&frames).await.unwrap();
+        let mut echo = [0u8; 4];
+        within(3.0, "close echo", c.read_exact(&mut echo))
+            .await
+            .unwrap();
+        assert_eq!(echo, [0x88, 0x02, 0x03, 0xe8], "round {round}");
+        within(3.0, "server end", server).await.unwrap();
+    }
+}
