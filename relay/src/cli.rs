@@ -287,7 +287,7 @@ pub struct Args {
     pub node_name: Option<String>,
 
     /// Seconds of silence after which a cluster node (or NATS itself) counts as gone and its
-    /// peers are announced gone (decimals allowed; must be > 0).
+    /// peers are announced gone (decimals allowed; at least 0.1).
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub cluster_peer_timeout: Duration,
 
@@ -389,6 +389,7 @@ impl Args {
             peer_timeout: self.cluster_peer_timeout,
             name: self.cluster_name.clone(),
             room_max_peers: self.room_max_peers,
+            max_packet: self.inbound_buffer_size,
         }
     }
 

@@ -100,6 +100,9 @@ pub struct ClusterSnapshot {
     pub peers_lost: u64,
     /// Times a room's stream broke because the outbox to the bus was full.
     pub outbox_full: u64,
+    /// Messages the bus refused or could not take (each reopened its room's
+    /// stream: its members left and came back on the other nodes).
+    pub publish_errors: u64,
     /// Times a room stream from another node was resynchronised.
     pub resyncs: u64,
     /// Whether the bus is up now.
@@ -543,6 +546,12 @@ impl Collector for SnapshotCollector {
                 "wsmp_relay_cluster_outbox_full",
                 "Room streams broken because the outbox to the bus was full.",
                 c.outbox_full,
+            )?;
+            counter(
+                e,
+                "wsmp_relay_cluster_publish_errors",
+                "Messages that failed to publish to the bus (their room's stream was reopened).",
+                c.publish_errors,
             )?;
             counter(
                 e,

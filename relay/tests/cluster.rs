@@ -70,8 +70,13 @@ struct Nats {
 
 impl Nats {
     fn start(bin: &Path, dir: &Path, port: Option<u16>) -> Nats {
+        Nats::start_with(bin, dir, port, &[])
+    }
+
+    fn start_with(bin: &Path, dir: &Path, port: Option<u16>, extra: &[&str]) -> Nats {
         let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
         let mut child = Command::new(bin)
+            .args(extra)
             .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(dir.join("js"))
             .stdin(Stdio::null())
@@ -467,4 +472,40 @@ async fn the_room_limit_holds_across_nodes_under_a_race() {
         http_status(connect_ws(&cl.nodes[2].url(path), ClientOptions::default()).await),
         Some(503)
     );
+}
+
+#[test]
+fn a_nats_server_whose_max_payload_is_too_small_is_refused_at_startup() {
+    let Some(bin) = nats_binary() else { return };
+    let dir = temp_dir("payload");
+    let conf = dir.join("nats.conf");
+    std::fs::write(&conf, "max_payload: 4096\n").unwrap();
+    let nats = Nats::start_with(&bin, &dir, None, &["-c", conf.to_str().unwrap()]);
+    let run = |extra: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+            .args(["--cluster", &nats.url()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wsmp-relay");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        (first, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Godot's default 64 KiB packets cannot cross this bus: refused, with
+    // the reason and the way out.
+    let (first, err) = run(&[]);
+    assert_eq!(first, "", "{err}");
+    assert!(err.contains("max_payload is 4096 bytes"), "{err}");
+    assert!(err.contains("--inbound-buffer-size 65535"), "{err}");
+    // Packets that fit: the node starts.
+    let (first, err) = run(&["--inbound-buffer-size", "4000"]);
+    assert!(first.starts_with("listening on "), "{first:?} {err}");
 }

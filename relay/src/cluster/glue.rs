@@ -72,6 +72,7 @@ pub(crate) fn stats_json(c: &Cluster) -> serde_json::Value {
         "bus_reconnects": s.bus_reconnects,
         "peers_lost": s.peers_lost,
         "outbox_full": s.outbox_full,
+        "publish_errors": s.publish_errors,
         "resyncs": s.resyncs,
     })
 }
@@ -156,6 +157,13 @@ impl RelayRoom {
                     if let Some(s) = out.stream_mut() {
                         // Ask every node for a snapshot.
                         s.snapshot(now, &members, Some(0));
+                    }
+                }
+            }
+            Sweep::PublishFailed(subject) => {
+                if let Some(s) = out.stream_mut() {
+                    if s.subject() == &subject {
+                        s.publish_failed(now);
                     }
                 }
             }

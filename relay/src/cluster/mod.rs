@@ -81,6 +81,9 @@ pub struct ClusterConfig {
     pub name: String,
     /// `--room-max-peers`, held cluster-wide.
     pub room_max_peers: usize,
+    /// The largest packet a client may send (`--inbound-buffer-size`): every
+    /// message this node publishes must fit the NATS server's `max_payload`.
+    pub max_packet: usize,
 }
 
 impl ClusterConfig {
@@ -136,6 +139,7 @@ pub struct Counters {
     reconnects: AtomicU64,
     peers_lost: AtomicU64,
     outbox_full: AtomicU64,
+    publish_errors: AtomicU64,
     resyncs: AtomicU64,
     malformed: AtomicU64,
     remote_peers: AtomicU64,
@@ -268,7 +272,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Sweeps run on every room (bus down/up, a node gone, a slow consumer).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Sweep {
     /// The bus is down: remote members gone, stream broken.
     BusDown,
@@ -279,6 +283,11 @@ pub(crate) enum Sweep {
     NodeGone(u16, Option<u64>),
     /// Messages may have been lost on the way in: resynchronise every stream.
     Desync,
+    /// Publishing a message on this subject failed: the room whose stream
+    /// it is opens a new epoch (its members leave and come back on the
+    /// other nodes) instead of leaving a hole nobody notices until its
+    /// next message.
+    PublishFailed(Subject),
     /// This node lost its id range: close every peer.
     CloseAll,
 }
@@ -313,6 +322,7 @@ impl Cluster {
             .connect(cfg.servers.as_slice())
             .await
             .map_err(|e| format!("--cluster {}: {e}", cfg.servers.join(",")))?;
+        check_max_payload(client.server_info().max_payload, &cfg)?;
         let incarnation = {
             use rand_core::TryRngCore;
             rand_core::OsRng
@@ -407,6 +417,7 @@ impl Cluster {
             bus_reconnects: c.reconnects.load(Relaxed),
             peers_lost: c.peers_lost.load(Relaxed),
             outbox_full: c.outbox_full.load(Relaxed),
+            publish_errors: c.publish_errors.load(Relaxed),
             resyncs: c.resyncs.load(Relaxed),
             bus_up: self.link.is_up(),
             node_index: self.link.node,
@@ -443,7 +454,7 @@ impl Cluster {
         let rooms: Vec<RoomRef<RelayRooms>> =
             lock(&self.rooms).values().map(|(_, r)| r.clone()).collect();
         for room in rooms {
-            room.with(|host, r, now| r.cluster_sweep(host, now, what));
+            room.with(|host, r, now| r.cluster_sweep(host, now, what.clone()));
         }
     }
 
@@ -520,11 +531,34 @@ impl Cluster {
     }
 }
 
+/// Refuses a NATS server whose `max_payload` is smaller than the largest
+/// message this node may publish: such a message would fail to publish.
+fn check_max_payload(max_payload: usize, cfg: &ClusterConfig) -> Result<(), String> {
+    let need = wire::max_encoded_len(cfg.max_packet, cfg.room_max_peers);
+    if max_payload < need {
+        return Err(format!(
+            "--cluster {}: the NATS server's max_payload is {max_payload} bytes, but this relay \
+             may publish {need}-byte messages (--inbound-buffer-size {} plus {} bytes of header, \
+             or a snapshot of --room-max-peers {}); raise max_payload in the nats-server \
+             configuration or lower --inbound-buffer-size",
+            cfg.servers.join(","),
+            cfg.max_packet,
+            wire::HEADER_LEN + 8,
+            cfg.room_max_peers,
+        ));
+    }
+    Ok(())
+}
+
 /// Publishes the outbox in order (one task: NATS keeps the order per
-/// connection and subject).
+/// connection and subject). A message that fails to publish (the client
+/// is closed, or a server refuses it) is counted and its room's stream
+/// reopened with a new epoch: the room's members on this node leave and
+/// come back on the other nodes — a loss they are told about.
 async fn publish_loop(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<(Subject, Bytes)>) {
     let link = cluster.link.clone();
     let client = cluster.client.clone();
+    let owner = Arc::downgrade(&cluster);
     drop(cluster);
     while let Some((subject, payload)) = rx.recv().await {
         let len = payload.len();
@@ -533,8 +567,12 @@ async fn publish_loop(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<(Subject, By
             // Its stream is broken and will reopen with a new epoch.
             continue;
         }
-        if let Err(e) = client.publish(subject, payload).await {
-            tracing::debug!(error = %e, "cluster publish failed");
+        if let Err(e) = client.publish(subject.clone(), payload).await {
+            link.counters.publish_errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, subject = %subject, "cluster publish failed; room stream reopened");
+            if let Some(cluster) = owner.upgrade() {
+                cluster.sweep(Sweep::PublishFailed(subject));
+            }
             continue;
         }
         link.counters.messages_out.fetch_add(1, Relaxed);

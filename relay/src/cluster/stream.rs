@@ -80,6 +80,11 @@ impl StreamOut {
         }
     }
 
+    /// The subject this stream is published on.
+    pub fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
     /// Whether the node's bus is up.
     pub fn link_up(&self) -> bool {
         self.link.is_up()
@@ -166,6 +171,15 @@ impl StreamOut {
     /// The subscription became active.
     pub fn set_ready(&mut self) {
         self.ready = true;
+    }
+
+    /// A message of this stream failed to publish: a hole the receivers
+    /// would notice only at the next message. Break the stream and reopen it
+    /// with a new epoch after [`RETRY`] (not at once: a bus that refuses
+    /// everything must not make the room spin).
+    pub fn publish_failed(&mut self, now: Timestamp) {
+        self.state = OutState::Broken;
+        self.retry_at = Some(now.saturating_add(RETRY));
     }
 
     /// The bus is down: stop publishing until [`open`](Self::open).

@@ -493,3 +493,64 @@ fn random_traffic_is_exactly_once_in_order_with_add_before_data() {
         );
     }
 }
+
+#[test]
+fn a_failed_publish_of_the_last_message_is_told_without_waiting_for_the_next() {
+    let mut sim = Sim::new(2);
+    sim.deliver();
+    let a = sim.join(0);
+    let b = sim.join(1);
+    sim.deliver();
+    sim.take(a);
+    sim.take(b);
+    sim.send(a, b, b"1");
+    sim.send(a, b, b"2");
+    // "2" fails to publish (lost on the way to every receiver) and `a` says
+    // nothing more: without the report, `b` would never learn of the loss.
+    sim.deliver_with(
+        |_, _, body| matches!(body, Body::Data { packet, .. } if packet.ends_with(b"2")),
+    );
+    sim.nodes[0].stream.publish_failed(T0);
+    assert!(!sim.nodes[0].stream.is_live());
+    let due = sim.nodes[0]
+        .stream
+        .poll_timeout()
+        .expect("a retry is armed");
+    let members = sim.nodes[0].relay.admitted().to_vec();
+    sim.nodes[0].stream.handle_timeout(due, &members);
+    assert!(sim.nodes[0].stream.is_live());
+    sim.deliver();
+    assert_eq!(sim.take(b), vec![got(a, b"1"), del(a), add(a)]);
+    sim.send(a, b, b"3");
+    sim.deliver();
+    assert_eq!(sim.take(b), vec![got(a, b"3")]);
+}
+
+#[test]
+fn a_nats_server_with_a_small_max_payload_is_refused() {
+    let cfg = super::ClusterConfig {
+        servers: vec!["nats://127.0.0.1:4222".into()],
+        node_name: "n".into(),
+        peer_timeout: std::time::Duration::from_secs(5),
+        name: "c".into(),
+        room_max_peers: 64,
+        max_packet: 65_535,
+    };
+    let need = wire::max_encoded_len(65_535, 64);
+    assert_eq!(need, wire::HEADER_LEN + 8 + 65_535);
+    assert!(super::check_max_payload(need, &cfg).is_ok());
+    let err = super::check_max_payload(need - 1, &cfg).unwrap_err();
+    assert!(err.contains("max_payload is 65570 bytes"), "{err}");
+    assert!(err.contains("--inbound-buffer-size 65535"), "{err}");
+    // A huge room: the snapshot is the largest message.
+    let big = super::ClusterConfig {
+        room_max_peers: 100_000,
+        max_packet: 100,
+        ..cfg
+    };
+    assert_eq!(
+        wire::max_encoded_len(100, 100_000),
+        wire::HEADER_LEN + 7 + 400_000
+    );
+    assert!(super::check_max_payload(1 << 20, &big).is_ok());
+}

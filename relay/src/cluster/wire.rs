@@ -129,6 +129,12 @@ pub fn encode(pos: StreamPos, body: &Body) -> Bytes {
     }
 }
 
+/// The largest message a node publishes: a DATA message carrying a packet
+/// of `max_packet` bytes, or a SNAPSHOT of `max_members` members.
+pub fn max_encoded_len(max_packet: usize, max_members: usize) -> usize {
+    (HEADER_LEN + 8 + max_packet).max(HEADER_LEN + 7 + 4 * max_members)
+}
+
 /// A message that does not follow the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed;
