@@ -105,7 +105,9 @@ impl Codec {
 
     /// Encodes RPC arguments as `encode_and_compress_variants` with `r_raw`
     /// does for an RPC: no arguments, or a single `PackedByteArray`, travel
-    /// "raw" (no count byte; the array's bytes as they are).
+    /// "raw" (no count byte; the array's bytes as they are). As in the
+    /// engine, a single *empty* `PackedByteArray` is then indistinguishable
+    /// from no arguments: it arrives as a call without arguments.
     pub fn encode_args(&self, args: &[Variant]) -> Result<EncodedArgs, EncodeError> {
         let count = u8::try_from(args.len()).map_err(|_| EncodeError::TooManyArgs)?;
         match args {
