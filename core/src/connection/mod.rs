@@ -911,6 +911,10 @@ impl Connection {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
+        if self.events.is_empty() && self.events.capacity() > outbound::IDLE_CAPACITY {
+            // As the outbound queue: an idle connection keeps no burst capacity.
+            self.events = VecDeque::new();
+        }
         let bytes = match &event {
             Event::Message(m) => Some(m.data.len()),
             // Counted in `unread_messages` only (see `on_unit`).

@@ -29,6 +29,13 @@ use alloc::{boxed::Box, sync::Arc};
 /// enough to keep an idle connection's queue capacity cheap.
 const INLINE_CAP: usize = 40;
 
+/// Queue capacity (entries) an empty queue keeps. A burst (a newcomer's
+/// ADD_PEER for every member of its room, a backlog) grows the queue; once it
+/// has drained, a larger buffer is freed so that an idle connection does not
+/// keep a burst's capacity (issue 11: 832 bytes per idle relay client).
+/// A connection sending a few frames per wake reuses its small buffer.
+pub(crate) const IDLE_CAPACITY: usize = 4;
+
 /// Automatic pongs that may wait at once; past this, the newest ping's pong
 /// replaces a waiting one (RFC 6455 §5.5.3 allows answering only the most
 /// recent ping). Bounds what a peer that pings without reading can cost.
@@ -532,6 +539,9 @@ impl Outbound {
         while self.queue.front().is_some_and(|e| e.frame.wire_len() == 0) {
             self.pop_front(&mut on_done);
         }
+        if self.queue.is_empty() && self.queue.capacity() > IDLE_CAPACITY {
+            self.queue = VecDeque::new();
+        }
         self.extend_front_run();
     }
 
@@ -669,6 +679,30 @@ mod tests {
 
     fn data(n: usize) -> SharedFrame {
         SharedFrame::unmasked(OpCode::Binary, Bytes::from(alloc::vec![0xAB; n]))
+    }
+
+    #[test]
+    fn a_drained_queue_frees_a_burst_s_capacity() {
+        let mut out = Outbound::default();
+        for _ in 0..3 {
+            out.push_back(data(3), Class::Data);
+        }
+        out.advance(out.pending_bytes(), |_| {});
+        let small = out.queue.capacity();
+        assert!(small <= IDLE_CAPACITY, "{small}");
+        for _ in 0..16 {
+            out.push_back(data(3), Class::Data);
+        }
+        assert!(out.queue.capacity() >= 16);
+        out.advance(10, |_| {});
+        assert!(out.queue.capacity() >= 16, "not freed while frames wait");
+        out.advance(out.pending_bytes(), |_| {});
+        assert!(out.is_empty());
+        assert_eq!(out.queue.capacity(), 0);
+        assert_eq!((out.data_messages(), out.data_bytes()), (0, 0));
+        // Still usable.
+        out.push_back(data(3), Class::Data);
+        assert_eq!(flat(&out), [0x82, 3, 0xAB, 0xAB, 0xAB]);
     }
 
     #[test]
