@@ -371,7 +371,10 @@ enum Role {
 
 /// A multiplayer host, server or client. See the [module docs](self).
 pub struct Host {
-    peers: BTreeMap<PeerId, Peer>,
+    /// Boxed: a B-tree node holds 11 entries, so inline peers (~630 bytes
+    /// each) would cost a whole 7 KB node for a small room, and node splits
+    /// would move them (issue 11: ~250 bytes per idle relay client).
+    peers: BTreeMap<PeerId, Box<Peer>>,
     /// Server: ids handed out by [`Host::reserve_id`] and not yet adopted.
     reserved: BTreeSet<PeerId>,
     /// Server: draws peer ids.
@@ -462,7 +465,8 @@ impl Host {
         );
         let now = host.s.clock.observe(now);
         host.s.id_deadline = now.saturating_add(config.handshake_timeout);
-        host.peers.insert(PeerId::SERVER, Peer::new(conn, None));
+        host.peers
+            .insert(PeerId::SERVER, Box::new(Peer::new(conn, None)));
         host.after(PeerId::SERVER);
         Ok(host)
     }
@@ -639,7 +643,7 @@ impl Host {
         let id = self.draw_id().ok_or(AcceptError::NotServer)?;
         let mut conn = Connection::server_validated(self.s.config.clone(), now, self.admission);
         conn.set_godot_safe_close(true);
-        self.peers.insert(id, Peer::new(conn, remote));
+        self.peers.insert(id, Box::new(Peer::new(conn, remote)));
         self.s.stats.accepted += 1;
         self.after(id);
         Ok(id)
@@ -724,7 +728,7 @@ impl Host {
         }
         self.s.stats.accepted += 1;
         conn.set_godot_safe_close(true);
-        let mut peer = Peer::new(conn, remote);
+        let mut peer = Box::new(Peer::new(conn, remote));
         if self.s.released.full(&self.s.config) {
             // Messages it read already wait in it (module docs).
             self.s.pause(id, &mut peer);
