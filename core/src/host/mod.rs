@@ -896,7 +896,16 @@ impl Host {
         }
         if let Some(peer) = self.peers.remove(&id) {
             if peer.phase == Phase::Connected {
+                // Still connected (e.g. closing, its close reply not yet
+                // written): it leaves now. Without the signal the
+                // application would never see it go, and its id, drawn again,
+                // would be announced twice (found by the `host_ops` fuzzer).
                 self.s.connected -= 1;
+                if peer.announce {
+                    let info = peer.conn.close_info().cloned();
+                    self.s
+                        .signal(HostEvent::PeerDisconnected { peer: id, info });
+                }
             }
             if peer.request_queued {
                 // Never show a request of a peer that is gone (its id may be

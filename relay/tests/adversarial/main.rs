@@ -13,6 +13,7 @@
 
 mod support;
 
+mod close_reset;
 mod last_slot;
 mod per_ip;
 mod ping_flood;

@@ -376,3 +376,37 @@ fn adopted_peer_packets_held_for_the_released_budget_follow_once_resumed() {
     assert_eq!(seen, want);
     assert!(host.can_read(b));
 }
+
+#[test]
+fn a_peer_released_while_closing_is_reported_gone_before_its_id_returns() {
+    // Found by the `host_ops` fuzzer: the client's close frame arrived, the
+    // host's reply was not written yet (Closing), and the socket ended: the
+    // peer was forgotten without `PeerDisconnected`, and its id, drawn again
+    // for the next peer, was announced twice.
+    let rng: crate::connection::Rng = Box::new(Scripted(vec![3000, 3000], SplitMix64(5)));
+    let mut host = Host::server(Config::default(), Admission::Automatic, rng).expect("server");
+    let id = host.adopt(now(), opened(), None, None).expect("adopt");
+    // A masked close frame, code 3000.
+    let close = [0x88, 0x82, 1, 2, 3, 4, 0x0B ^ 1, 0xB8 ^ 2];
+    assert_eq!(host.handle_input(now(), id, &close), Ok(close.len()));
+    assert_eq!(
+        host.connection(id).map(Connection::state),
+        Some(State::Closing)
+    );
+    host.release(now(), id);
+    assert_eq!(host.connected_count(), 0);
+    let again = host.adopt(now(), opened(), None, None).expect("adopt");
+    assert_eq!(again, id, "the script draws the same id");
+    let signals: Vec<HostEvent> = core::iter::from_fn(|| host.poll_signal()).collect();
+    assert!(
+        matches!(
+            &signals[..],
+            [
+                HostEvent::PeerConnected(a),
+                HostEvent::PeerDisconnected { peer: b, info: Some(info) },
+                HostEvent::PeerConnected(c),
+            ] if *a == id && *b == id && *c == id && info.code == crate::frame::CloseCode(3000)
+        ),
+        "{signals:?}"
+    );
+}
