@@ -190,6 +190,19 @@ impl Sim {
     }
 }
 
+/// Two nodes with one member each (`a` on node 1, `b` on node 2), both
+/// announced to each other; their inboxes emptied.
+fn pair() -> (Sim, i32, i32) {
+    let mut sim = Sim::new(2);
+    sim.deliver();
+    let a = sim.join(0);
+    let b = sim.join(1);
+    sim.deliver();
+    sim.take(a);
+    sim.take(b);
+    (sim, a, b)
+}
+
 fn add(id: i32) -> Vec<u8> {
     protocol::add_peer(id).to_vec()
 }
@@ -310,13 +323,7 @@ fn a_node_joining_late_gets_a_snapshot_and_gives_its_own() {
 
 #[test]
 fn a_lost_message_removes_the_senders_node_members_then_recovers() {
-    let mut sim = Sim::new(2);
-    sim.deliver();
-    let a = sim.join(0);
-    let b = sim.join(1);
-    sim.deliver();
-    sim.take(a);
-    sim.take(b);
+    let (mut sim, a, b) = pair();
     sim.send(a, b, b"1");
     sim.send(a, b, b"2");
     sim.send(a, b, b"3");
@@ -346,13 +353,7 @@ fn a_lost_message_removes_the_senders_node_members_then_recovers() {
 
 #[test]
 fn a_full_outbox_breaks_the_stream_and_a_new_epoch_repairs_it() {
-    let mut sim = Sim::new(2);
-    sim.deliver();
-    let a = sim.join(0);
-    let b = sim.join(1);
-    sim.deliver();
-    sim.take(a);
-    sim.take(b);
+    let (mut sim, a, b) = pair();
     sim.send(a, b, b"1");
     // The outbox refuses the next one: the stream breaks.
     sim.nodes[0].stream.break_for_test();
@@ -496,13 +497,7 @@ fn random_traffic_is_exactly_once_in_order_with_add_before_data() {
 
 #[test]
 fn a_failed_publish_of_the_last_message_is_told_without_waiting_for_the_next() {
-    let mut sim = Sim::new(2);
-    sim.deliver();
-    let a = sim.join(0);
-    let b = sim.join(1);
-    sim.deliver();
-    sim.take(a);
-    sim.take(b);
+    let (mut sim, a, b) = pair();
     sim.send(a, b, b"1");
     sim.send(a, b, b"2");
     // "2" fails to publish (lost on the way to every receiver) and `a` says
