@@ -55,7 +55,6 @@ pub struct WebSocket {
     conn: Connection,
     sock: mio::net::TcpStream,
     driver: Driver,
-    waiter: Waiter,
     clock: Clock,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
@@ -64,54 +63,43 @@ pub struct WebSocket {
     events_taken: u64,
 }
 
-/// Waits for the readiness of one socket with `poll(2)` on the socket itself (through
-/// `rustix`'s safe wrapper): no descriptor besides the socket. An epoll instance per connection
-/// (as a `mio::Poll` is) doubled the descriptors a blocking server needs, and the std echo
-/// server ran out of them at 10,000 connections (issue 11).
+/// Waits until `sock` is readable (`read`) or writable (`write`), or `timeout`, with `poll(2)`
+/// on the socket itself (through `rustix`'s safe wrapper): no descriptor besides the socket.
+/// An epoll instance per connection (as a `mio::Poll` is) doubled the descriptors a blocking
+/// server needs, and the std echo server ran out of them at 10,000 connections (issue 11).
 ///
 /// `poll(2)` is level-triggered, which is what the driver's [`Want`] means: it has read or
 /// written until the socket would block before anyone waits.
-#[derive(Debug, Default)]
-struct Waiter;
-
-impl Waiter {
-    fn new(_sock: &mut mio::net::TcpStream) -> io::Result<Waiter> {
-        Ok(Waiter)
+fn wait_ready(
+    sock: &mio::net::TcpStream,
+    read: bool,
+    write: bool,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut flags = PollFlags::empty();
+    if read {
+        flags |= PollFlags::IN;
     }
-
-    /// Waits until the socket is readable (`read`) or writable (`write`), or `timeout`.
-    fn wait(
-        &mut self,
-        sock: &mut mio::net::TcpStream,
-        read: bool,
-        write: bool,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        use rustix::event::{PollFd, PollFlags, Timespec};
-        let mut flags = PollFlags::empty();
-        if read {
-            flags |= PollFlags::IN;
+    if write {
+        flags |= PollFlags::OUT;
+    }
+    if flags.is_empty() {
+        if let Some(t) = timeout {
+            // Only a timer: the socket's hang-up or error (always reported by poll)
+            // must not turn the wait into a busy loop.
+            std::thread::sleep(t);
+            return Ok(());
         }
-        if write {
-            flags |= PollFlags::OUT;
-        }
-        if flags.is_empty() {
-            if let Some(t) = timeout {
-                // Only a timer: the socket's hang-up or error (always reported by poll)
-                // must not turn the wait into a busy loop.
-                std::thread::sleep(t);
-                return Ok(());
-            }
-        }
-        let timeout = timeout.map(|t| Timespec {
-            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(t.subsec_nanos()),
-        });
-        let mut fds = [PollFd::new(&*sock, flags)];
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Err(e) if e != rustix::io::Errno::INTR => Err(e.into()),
-            _ => Ok(()),
-        }
+    }
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    let mut fds = [PollFd::new(sock, flags)];
+    match rustix::event::poll(&mut fds, timeout.as_ref()) {
+        Err(e) if e != rustix::io::Errno::INTR => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -222,15 +210,13 @@ impl WebSocket {
         write_timeout: Option<Duration>,
     ) -> Result<WebSocket, Error> {
         tcp.set_nonblocking(true).map_err(Error::Io)?;
-        let mut sock = mio::net::TcpStream::from_std(tcp);
+        let sock = mio::net::TcpStream::from_std(tcp);
         wsmp_io::tune_stream(sock.sock_ref()).map_err(Error::Io)?;
-        let waiter = Waiter::new(&mut sock).map_err(Error::Io)?;
         let linger = conn.config().close_timeout;
         Ok(WebSocket {
             conn,
             sock,
             driver: Driver::new(tls, linger),
-            waiter,
             clock,
             read_timeout,
             write_timeout,
@@ -298,9 +284,7 @@ impl WebSocket {
             (a, b) => a.or(b),
         };
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        self.waiter
-            .wait(&mut self.sock, want.read, want.write, timeout)
-            .map_err(Error::Io)
+        wait_ready(&self.sock, want.read, want.write, timeout).map_err(Error::Io)
     }
 
     /// A read or write error that is not just the end of the stream (those are reported as

@@ -543,7 +543,7 @@ fn check_max_payload(max_payload: usize, cfg: &ClusterConfig) -> Result<(), Stri
              configuration or lower --inbound-buffer-size",
             cfg.servers.join(","),
             cfg.max_packet,
-            wire::HEADER_LEN + 8,
+            wire::DATA_OVERHEAD,
             cfg.room_max_peers,
         ));
     }

@@ -113,8 +113,7 @@ impl StreamOut {
         // break it (receivers will see the members leave and come back).
         self.link.counters.outbox_full();
         tracing::warn!(subject = %self.subject, "cluster outbox full; room stream broken");
-        self.state = OutState::Broken;
-        self.retry_at = Some(now.saturating_add(RETRY));
+        self.break_for_retry(now);
         false
     }
 
@@ -174,10 +173,15 @@ impl StreamOut {
     }
 
     /// A message of this stream failed to publish: a hole the receivers
-    /// would notice only at the next message. Break the stream and reopen it
-    /// with a new epoch after [`RETRY`] (not at once: a bus that refuses
-    /// everything must not make the room spin).
+    /// would notice only at the next message. Broken as by a full outbox.
     pub fn publish_failed(&mut self, now: Timestamp) {
+        self.break_for_retry(now);
+    }
+
+    /// Breaks the stream and reopens it with a new epoch after [`RETRY`]
+    /// (not at once: a bus that refuses everything must not make the room
+    /// spin).
+    fn break_for_retry(&mut self, now: Timestamp) {
         self.state = OutState::Broken;
         self.retry_at = Some(now.saturating_add(RETRY));
     }

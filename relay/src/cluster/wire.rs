@@ -104,7 +104,7 @@ pub fn encode(pos: StreamPos, body: &Body) -> Bytes {
             target,
             packet,
         } => {
-            let mut b = BytesMut::with_capacity(HEADER_LEN + 8 + packet.len());
+            let mut b = BytesMut::with_capacity(DATA_OVERHEAD + packet.len());
             header(&mut b, DATA, pos);
             b.put_i32_le(*from);
             b.put_i32_le(*target);
@@ -132,8 +132,11 @@ pub fn encode(pos: StreamPos, body: &Body) -> Bytes {
 /// The largest message a node publishes: a DATA message carrying a packet
 /// of `max_packet` bytes, or a SNAPSHOT of `max_members` members.
 pub fn max_encoded_len(max_packet: usize, max_members: usize) -> usize {
-    (HEADER_LEN + 8 + max_packet).max(HEADER_LEN + 7 + 4 * max_members)
+    (DATA_OVERHEAD + max_packet).max(HEADER_LEN + 7 + 4 * max_members)
 }
+
+/// Bytes a DATA message adds to the packet it carries (header, from, target).
+pub const DATA_OVERHEAD: usize = HEADER_LEN + 8;
 
 /// A message that does not follow the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +170,7 @@ pub fn decode(payload: &Bytes) -> Result<(StreamPos, Body), Malformed> {
             Body::Data {
                 from,
                 target,
-                packet: payload.slice(HEADER_LEN + 8..),
+                packet: payload.slice(DATA_OVERHEAD..),
             }
         }
         SNAPSHOT if b.remaining() >= 7 => {

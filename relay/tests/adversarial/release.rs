@@ -110,8 +110,7 @@ fn run_case(tls: bool, kick: Kick, observe: Duration) -> Release {
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(Some(Msg::Ping(p))) = sender.next() {
-                    let f = sender.frame(0xA, &p);
-                    let _ = std::io::Write::write_all(&mut sender.s, &f);
+                    let _ = sender.pong(&p);
                 }
             }
         })

@@ -520,6 +520,12 @@ impl Ws {
         self.s.flush()
     }
 
+    /// Answers a ping with `payload`.
+    pub fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
+        let f = self.frame(0xA, payload);
+        self.s.write_all(&f)
+    }
+
     /// Sends a close frame with `code`.
     pub fn send_close(&mut self, code: u16) -> io::Result<()> {
         let f = self.frame(8, &code.to_be_bytes());
@@ -587,10 +593,7 @@ impl Ws {
         loop {
             match self.next()? {
                 Some(Msg::Binary(b)) => return Ok(b),
-                Some(Msg::Ping(p)) => {
-                    let f = self.frame(0xA, &p);
-                    self.s.write_all(&f)?;
-                }
+                Some(Msg::Ping(p)) => self.pong(&p)?,
                 Some(Msg::Pong) => {}
                 Some(m) => return Err(io::Error::other(format!("got {m:?}"))),
                 None => return Err(io::ErrorKind::UnexpectedEof.into()),

@@ -151,10 +151,7 @@ fn a_tls_handshake_flood_does_not_slow_another_room() {
                         let src = i32::from_le_bytes([m[2], m[3], m[4], m[5]]);
                         echo.send(&relay(src, &m[6..])).expect("echo");
                     }
-                    Ok(Some(Msg::Ping(p))) => {
-                        let f = echo.frame(0xA, &p);
-                        std::io::Write::write_all(&mut echo.s, &f).expect("pong");
-                    }
+                    Ok(Some(Msg::Ping(p))) => echo.pong(&p).expect("pong"),
                     Ok(Some(_)) => {}
                     Ok(None) => break,
                     Err(e)
