@@ -11,7 +11,7 @@ usage() {
     cat <<'USAGE'
 usage: benches/run-relay.sh [--quick] [--duration S] [--warmup S] [--servers NAME,NAME]
                             [--scenarios ID,ID] [--baseline NAME] [--git REV]... [--scaling]
-                            [--no-pin] [--nice N] [--no-build] [--out DIR]
+                            [--coalesce S]... [--no-pin] [--nice N] [--no-build] [--out DIR]
   --quick          smoke run: 0.5 s warmup + 1 s per scenario
   --duration S     measured seconds per scenario (default 5)
   --warmup S       warmup seconds per scenario (default 1)
@@ -20,6 +20,8 @@ usage: benches/run-relay.sh [--quick] [--duration S] [--warmup S] [--servers NAM
   --baseline NAME  server the ratio columns compare with (default wsmp-relay@v0.1.0)
   --git REV        also run wsmp-relay built from git revision REV (as wsmp-relay@REV);
                    repeatable
+  --coalesce S     also run this tree's wsmp-relay with --coalesce-window S (as
+                   wsmp-relay~cwS, through WSMP_RELAY_COALESCE_WINDOW); repeatable
   --scaling        also run tick-many and saturation with the relay unpinned and
                    TOKIO_WORKER_THREADS=1 and 2 (the scaling figure)
   --no-pin         do not pin the relay and the load generator to CPUs
@@ -53,6 +55,8 @@ SCALING_SCENARIOS="tick-many saturation"
 # ---------------------------------------------------------------------------------------------
 
 ARGV=("$@")
+# Extra environment of a server (NAME=VALUE), by server name (--coalesce).
+declare -A SERVER_ENV=()
 DURATION=5
 WARMUP=1
 ONLY=""
@@ -72,6 +76,10 @@ while [ $# -gt 0 ]; do
         --scenarios) ONLY_SC="${2:?}"; shift ;;
         --baseline) BASELINE="${2:?}"; shift ;;
         --git) SERVERS+=("wsmp-relay@${2:?}|build_git ${2:?}|@git:${2:?}"); shift ;;
+        --coalesce)
+            SERVERS+=("wsmp-relay~cw${2:?}|true|target/release/wsmp-relay")
+            SERVER_ENV["wsmp-relay~cw${2:?}"]="WSMP_RELAY_COALESCE_WINDOW=${2:?}"
+            shift ;;
         --scaling) SCALING=1 ;;
         --no-pin) PIN=0 ;;
         --nice) NICE="${2:?}"; shift ;;
@@ -174,7 +182,7 @@ start_server() {
     # Every load client comes from 127.0.0.1: lift the relay's per-address limits (read from
     # the environment by wsmp-relay ≥ 0.2; ignored by the other servers).
     local -a cmd=(env WSMP_RELAY_MAX_CONNS_PER_IP=1000000 WSMP_RELAY_MAX_PENDING_PER_IP=1000000
-        "$OUT/bin/server-$name" --listen 127.0.0.1:0)
+        ${SERVER_ENV[$name]:-} "$OUT/bin/server-$name" --listen 127.0.0.1:0)
     case "$config" in
         pinned) [ "$PIN" = 1 ] && cmd=(taskset -c 0 "${cmd[@]}") ;;
         w1) cmd=(env TOKIO_WORKER_THREADS=1 "${cmd[@]}") ;;

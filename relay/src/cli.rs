@@ -261,6 +261,14 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub drain_timeout: Duration,
 
+    /// Seconds a peer's output may wait so that more joins it in one write (decimals
+    /// allowed, e.g. 0.004; at most 1; 0 = write at once, the default). Trades latency
+    /// for CPU: every delivery waits up to this long, and a peer receiving R packets/s
+    /// gets about 1 + R × window of them per system call instead of one (README,
+    /// "Performance").
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_coalesce_window, allow_negative_numbers = true)]
+    pub coalesce_window: Duration,
+
     /// Serve the rooms under this path: `/game` → `/game`, `/game/` and
     /// `/game/room/NAME`.
     #[arg(long, value_name = "PATH", value_parser = crate::rooms::parse_path_prefix)]
@@ -458,6 +466,17 @@ pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(v).map_err(|_| "too large".into())
 }
 
+fn parse_coalesce_window(s: &str) -> Result<Duration, String> {
+    let d = parse_seconds(s)?;
+    if d > wsmp_tokio::MAX_COALESCE {
+        return Err(format!(
+            "must be at most {} s (it adds that much latency to every delivery)",
+            wsmp_tokio::MAX_COALESCE.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
 fn parse_positive(s: &str) -> Result<usize, String> {
     let v: usize = s
         .trim()
@@ -579,6 +598,8 @@ mod tests {
             "json",
             "--compression",
             "per-connection",
+            "--coalesce-window",
+            "0.004",
             "--no-stats",
         ])
         .expect("parses");
@@ -605,6 +626,7 @@ mod tests {
             Some(wsmp_core::DeflateConfig::default())
         );
         assert!(a.no_stats);
+        assert_eq!(a.coalesce_window, Duration::from_millis(4));
         let cfg = a.relay_config();
         assert!(cfg.auth_required);
         assert_eq!(a.auth_token.as_deref(), Some("s3cret"));
@@ -625,6 +647,8 @@ mod tests {
         assert!(err(&["--handshake-timeout", "-1"]).contains("non-negative"));
         assert!(err(&["--heartbeat-interval", "soon"]).contains("not a number"));
         assert!(err(&["--auth-timeout", "inf"]).contains("non-negative"));
+        assert!(err(&["--coalesce-window", "1.5"]).contains("at most 1 s"));
+        assert!(err(&["--coalesce-window", "-0.001"]).contains("non-negative"));
         assert!(err(&["--listen", "localhost"]).contains("--listen"));
         assert!(err(&["--listen", "1.2.3.4"]).contains("--listen"));
         assert!(err(&["--supported-protocol", "a b"]).contains("token"));

@@ -727,6 +727,7 @@ impl Server {
             preface,
             // In a cluster: this node's range (unique cluster-wide).
             id_space: cluster.as_ref().map(|c| c.id_space()).unwrap_or_default(),
+            coalesce: args.coalesce_window,
         };
         let rooms = RoomServer::start(rooms, listeners, options)
             .map_err(|e| StartError(format!("cannot start the server: {e}")))?;

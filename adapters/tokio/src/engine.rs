@@ -30,7 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -253,12 +253,20 @@ impl<L: Logic> Endpoint for Locked<'_, L> {
 
 /// Serves one socket of a host peer until it is finished, then releases
 /// the peer. `slot` must be registered in the host's slots.
+///
+/// `coalesce` is the write coalescing window ([`RoomServerOptions::coalesce`](
+/// crate::RoomServerOptions::coalesce)): when another task queues output for
+/// this peer, the write waits until the end of the current window
+/// ([`flush_time`]), or until the socket has input to read, whichever is
+/// first, so that the frames queued meanwhile go out in the same write.
+/// Zero: write after one yield (the cork of the module docs).
 pub(crate) async fn run_peer<L: Logic>(
     cell: Arc<HostCell<L>>,
     id: PeerId,
     sock: TcpStream,
     mut driver: Driver,
     slot: Arc<PeerSlot>,
+    coalesce: Duration,
 ) {
     let clock = cell.clock;
     loop {
@@ -281,8 +289,39 @@ pub(crate) async fn run_peer<L: Logic>(
             tokio::task::yield_now().await;
             continue;
         }
-        wait(&sock, &slot, want, clock).await;
+        let mut want = want;
+        while wait(&sock, &slot, want, clock).await == Woke::Wake
+            && !coalesce.is_zero()
+            && !want.write
+            && !cell.is_closed()
+        {
+            // Output was queued by another task: hold the write until the
+            // window ends (a step for input, if any arrives, writes it too).
+            want.deadline = min_deadline(want.deadline, Some(flush_time(clock.now(), coalesce)));
+        }
     }
+}
+
+/// The end of the coalescing window that `now` falls in: windows are laid
+/// on one grid from the clock's origin, so the writes of every peer woken
+/// within one window are due at the same instant and one thread wake-up
+/// serves them all (a write waits `window / 2` on average, at most
+/// `window`).
+fn flush_time(now: Timestamp, window: Duration) -> Timestamp {
+    let w = u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1);
+    let end = (now.as_micros() / w).saturating_add(1).saturating_mul(w);
+    Timestamp::from_micros(end)
+}
+
+/// What ended a [`wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woke {
+    /// Another task queued output for the peer (or closed the host).
+    Wake,
+    /// The socket is ready for what was asked.
+    Io,
+    /// The deadline passed.
+    Timer,
 }
 
 /// Waits for what `want` asks, a wake from another task, or the deadline.
@@ -291,7 +330,7 @@ pub(crate) async fn run_peer<L: Logic>(
 /// (issue 11: bytes per idle connection): one readiness future for both
 /// directions, and the timer boxed only when there is a deadline (rare for
 /// a host peer, whose timers run in the host).
-async fn wait(sock: &TcpStream, slot: &PeerSlot, want: Want, clock: Clock) {
+async fn wait(sock: &TcpStream, slot: &PeerSlot, want: Want, clock: Clock) -> Woke {
     let interest = match (want.read, want.write) {
         (true, true) => Some(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE),
         (true, false) => Some(tokio::io::Interest::READABLE),
@@ -318,9 +357,10 @@ async fn wait(sock: &TcpStream, slot: &PeerSlot, want: Want, clock: Clock) {
             // Cork: others may be queueing more for this peer right now;
             // let them, then write it all in one go.
             tokio::task::yield_now().await;
+            Woke::Wake
         }
-        () = io => {}
-        () = timer => {}
+        () = io => Woke::Io,
+        () = timer => Woke::Timer,
     }
 }
 
@@ -575,6 +615,8 @@ pub(crate) struct ServerCore {
     pub(crate) max_pending_per_ip: Option<usize>,
     /// Read before TLS and HTTP on every accepted socket ([`Preface`]).
     pub(crate) preface: Option<Arc<dyn Preface>>,
+    /// Write coalescing window of every peer ([`run_peer`]).
+    pub(crate) coalesce: Duration,
     /// Set by shutdown/close: handshakes in progress end, accept loops stop.
     stopping: AtomicBool,
     stop: Notify,
@@ -598,6 +640,7 @@ impl ServerCore {
             pending: Arc::new(PendingPerIp::default()),
             max_pending_per_ip,
             preface: None,
+            coalesce: Duration::ZERO,
             stopping: AtomicBool::new(false),
             stop: Notify::new(),
             refusing: AtomicBool::new(false),
@@ -608,6 +651,12 @@ impl ServerCore {
     /// Reads `preface` first on every accepted socket.
     pub(crate) fn with_preface(mut self, preface: Option<Arc<dyn Preface>>) -> ServerCore {
         self.preface = preface;
+        self
+    }
+
+    /// Holds each peer's writes for up to `window` ([`run_peer`]).
+    pub(crate) fn with_coalesce(mut self, window: Duration) -> ServerCore {
+        self.coalesce = window;
         self
     }
 
@@ -925,7 +974,7 @@ pub(crate) async fn serve<A: Acceptor>(
     else {
         return;
     };
-    run_peer(cell.clone(), id, sock, driver, slot).await;
+    run_peer(cell.clone(), id, sock, driver, slot, core.coalesce).await;
     acceptor.left(&cell);
 }
 
@@ -1111,5 +1160,29 @@ fn failed_outcome(conn: &Connection, driver: &mut Driver) -> HandshakeOutcome {
         Some(CloseCause::Handshake(e)) => HandshakeOutcome::Responded(e.http_status()),
         _ if tls_failed => HandshakeOutcome::Tls,
         _ => HandshakeOutcome::Closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_times_lie_on_one_grid() {
+        let w = Duration::from_millis(4);
+        let at = |us: u64| flush_time(Timestamp::from_micros(us), w).as_micros();
+        // Anywhere in [0, 4 ms) ends at 4 ms; exactly on a boundary, the next one.
+        assert_eq!(at(0), 4_000);
+        assert_eq!(at(3_999), 4_000);
+        assert_eq!(at(4_000), 8_000);
+        assert_eq!(at(10_001), 12_000);
+        // A window below a microsecond counts as one microsecond.
+        assert_eq!(
+            flush_time(Timestamp::from_micros(7), Duration::from_nanos(10)).as_micros(),
+            8
+        );
+        // Far in the future: saturates instead of overflowing.
+        let late = flush_time(Timestamp::MAX, w);
+        assert!(late.as_micros() >= u64::MAX - 4_000);
     }
 }

@@ -57,7 +57,7 @@ pub use error::Error;
 pub use multiplayer::{bind, MultiplayerPeer, PeerAdmissionHook, PeerInfo};
 pub use rooms::{
     Admit, AdmitFuture, ConnInfo, HandshakeOutcome, IdSpace, Preface, PrefaceDecision, Room,
-    RoomRef, RoomServer, RoomServerOptions, Rooms,
+    RoomRef, RoomServer, RoomServerOptions, Rooms, MAX_COALESCE,
 };
 pub use tls::{
     AdmissionHook, ClientOptions, Decision, ServerOptions, TlsClientOptions, TlsError,

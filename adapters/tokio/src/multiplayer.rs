@@ -323,7 +323,15 @@ impl MultiplayerPeer {
             match crate::websocket::tcp_connect(&host_name, port).await {
                 Ok(sock) => {
                     let driver = Driver::new(tls, linger);
-                    engine::run_peer(task_cell, PeerId::SERVER, sock, driver, slot).await;
+                    engine::run_peer(
+                        task_cell,
+                        PeerId::SERVER,
+                        sock,
+                        driver,
+                        slot,
+                        std::time::Duration::ZERO,
+                    )
+                    .await;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "connect failed");

@@ -197,7 +197,23 @@ pub struct RoomServerOptions {
     pub preface: Option<Arc<dyn Preface>>,
     /// The range peer ids are drawn from (default: all of 2..=2³¹−1).
     pub id_space: IdSpace,
+    /// Write coalescing window (default zero: off). Time is cut into
+    /// windows of this length (one grid for every peer of the server); when
+    /// a room queues output for a peer, its write waits until the end of the
+    /// current window (or until the peer's socket has input, whose step
+    /// writes it too), and everything queued for the peer meanwhile goes out
+    /// in that one write. A trade of latency for CPU: each delivery waits up
+    /// to one window (half of it on average), a peer that receives `r`
+    /// packets per second gets about `max(1, r × window)` of them per write
+    /// instead of one, and the writes of all peers due at one window's end
+    /// are made in one wake-up of the runtime (loopback figures in the
+    /// README, "Performance"). At most [`MAX_COALESCE`].
+    pub coalesce: Duration,
 }
+
+/// Largest [`RoomServerOptions::coalesce`]: a second is already far beyond
+/// what a game would accept as added latency.
+pub const MAX_COALESCE: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for RoomServerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -207,6 +223,7 @@ impl fmt::Debug for RoomServerOptions {
             .field("max_pending_per_ip", &self.max_pending_per_ip)
             .field("preface", &self.preface.is_some())
             .field("id_space", &self.id_space)
+            .field("coalesce", &self.coalesce)
             .finish()
     }
 }
@@ -404,6 +421,15 @@ impl<R: Rooms> RoomServer<R> {
             .config
             .validate()
             .map_err(|e| Error::Client(wsmp_core::connection::ClientError::Config(e)))?;
+        if options.coalesce > MAX_COALESCE {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "coalesce window {:?} is above the maximum {MAX_COALESCE:?}",
+                    options.coalesce
+                ),
+            )));
+        }
         let shared = Arc::new(Shared {
             rooms,
             core: ServerCore::new(
@@ -412,7 +438,8 @@ impl<R: Rooms> RoomServer<R> {
                 options.max_pending_per_ip,
                 options.id_space,
             )
-            .with_preface(options.preface),
+            .with_preface(options.preface)
+            .with_coalesce(options.coalesce),
             registry: Mutex::new(HashMap::new()),
         });
         let local_addrs = listeners

@@ -189,6 +189,12 @@ impl Reader {
     /// Reads at most one unit from `input`. `pool` lends a decompressor to
     /// a compressed message and takes it back after (no context takeover).
     pub(crate) fn step(&mut self, input: &[u8], budget: Budget, pool: PoolRef<'_>) -> Step {
+        if self.frame.is_none() && self.head_len == 0 && self.message.is_none() && budget.may_start
+        {
+            if let Some(step) = whole_message(input, budget) {
+                return step;
+            }
+        }
         let mut used = 0;
         if self.frame.is_none() {
             if !budget.may_start {
@@ -364,14 +370,14 @@ impl Reader {
         let Some(frame) = self.frame.take() else {
             return Step::Progress(used);
         };
-        let control = ControlPayload {
+        let control = || ControlPayload {
             buf: self.control,
             len: self.control_len,
         };
         match frame.opcode {
-            OpCode::Ping => Step::Complete(used, Complete::Ping(control)),
-            OpCode::Pong => Step::Complete(used, Complete::Pong(control)),
-            OpCode::Close => Step::Complete(used, Complete::Close(control)),
+            OpCode::Ping => Step::Complete(used, Complete::Ping(control())),
+            OpCode::Pong => Step::Complete(used, Complete::Pong(control())),
+            OpCode::Close => Step::Complete(used, Complete::Close(control())),
             _ if !frame.fin => Step::Progress(used),
             _ => {
                 let Some(msg) = self.message.take() else {
@@ -385,6 +391,44 @@ impl Reader {
             }
         }
     }
+}
+
+/// The fast path of [`Reader::step`] for the common case: a whole
+/// unfragmented, uncompressed data frame (header and payload) at the start
+/// of `input`, within every limit, with no message in progress. It is read
+/// straight from `input` into a buffer of the exact size, without the
+/// per-frame state of the general path (issue 11: 16-byte messages cost 2×
+/// tungstenite's time). Anything else — a partial frame, a control frame,
+/// RSV bits, a wrong mask bit, a length over a limit, invalid UTF-8, a
+/// header error — returns `None` and the general path handles it, so every
+/// failure keeps one implementation (and its close code and reason).
+fn whole_message(input: &[u8], budget: Budget) -> Option<Step> {
+    let (h, head) = FrameHeader::decode(input).ok()??;
+    let kind = match h.opcode {
+        OpCode::Binary => MessageKind::Binary,
+        OpCode::Text => MessageKind::Text,
+        _ => return None,
+    };
+    // RFC 6455 §5.2 (RSV), §5.1 (masking), §5.4 (FIN): the general path's rules.
+    if !h.fin || h.rsv != 0 || h.mask.is_some() != budget.expect_masked {
+        return None;
+    }
+    let len = usize::try_from(h.payload_len).ok()?;
+    // RFC 6455 §10.4: the same limits as the general path (which fails or blocks).
+    if len > budget.max_message || len > budget.bytes {
+        return None;
+    }
+    let payload = input.get(head..head.checked_add(len)?)?;
+    let mut buf = Vec::with_capacity(len);
+    buf.extend_from_slice(payload);
+    if let Some(key) = h.mask {
+        apply_mask(&mut buf, key, 0);
+    }
+    // RFC 6455 §8.1: text must be UTF-8 (a failure is reported by the general path).
+    if kind == MessageKind::Text && core::str::from_utf8(&buf).is_err() {
+        return None;
+    }
+    Some(Step::Complete(head + len, Complete::Message(kind, buf)))
 }
 
 #[cfg(feature = "deflate")]
@@ -516,5 +560,110 @@ fn header_reason(e: HeaderError) -> &'static str {
         HeaderError::LengthTopBit => "64-bit length with the top bit set",
         HeaderError::ControlPayloadTooLong => "control frame payload over 125 bytes",
         HeaderError::FragmentedControl => "fragmented control frame",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
+
+    fn budget() -> Budget {
+        Budget {
+            max_message: 100,
+            bytes: 100,
+            may_start: true,
+            expect_masked: true,
+        }
+    }
+
+    /// A client frame: `b0` as given, masked with [`KEY`] unless `masked` is false.
+    fn frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+        let mut v = vec![b0, payload.len() as u8 | if masked { 0x80 } else { 0 }];
+        let start = if masked {
+            v.extend_from_slice(&KEY);
+            v.len()
+        } else {
+            v.len()
+        };
+        v.extend_from_slice(payload);
+        if masked {
+            apply_mask(&mut v[start..], KEY, 0);
+        }
+        v
+    }
+
+    #[test]
+    fn a_whole_small_data_frame_takes_the_fast_path() {
+        let mut input = frame(0x82, b"abc", true);
+        input.extend_from_slice(&frame(0x81, b"next", true));
+        match whole_message(&input, budget()) {
+            Some(Step::Complete(9, Complete::Message(MessageKind::Binary, data))) => {
+                assert_eq!(data, b"abc");
+            }
+            other => panic!("{other:?}"),
+        }
+        match whole_message(&input[9..], budget()) {
+            Some(Step::Complete(10, Complete::Message(MessageKind::Text, data))) => {
+                assert_eq!(data, b"next");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An empty message is a message too (spec §3.5 leaves discarding to the host).
+        assert!(matches!(
+            whole_message(&frame(0x82, b"", true), budget()),
+            Some(Step::Complete(6, Complete::Message(MessageKind::Binary, d))) if d.is_empty()
+        ));
+    }
+
+    /// Everything but the simple case goes to the general path, which owns
+    /// every failure (its close code and reason).
+    #[test]
+    fn anything_else_is_left_to_the_general_path() {
+        let ok = frame(0x82, b"abcd", true);
+        let cases: Vec<(&str, Vec<u8>, Budget)> = vec![
+            ("partial header", ok[..3].to_vec(), budget()),
+            ("partial payload", ok[..ok.len() - 1].to_vec(), budget()),
+            ("not final", frame(0x02, b"abcd", true), budget()),
+            ("continuation", frame(0x80, b"abcd", true), budget()),
+            ("RSV1", frame(0xC2, b"abcd", true), budget()),
+            ("ping", frame(0x89, b"abcd", true), budget()),
+            ("close", frame(0x88, &[0x03, 0xE8], true), budget()),
+            (
+                "unmasked from a client",
+                frame(0x82, b"abcd", false),
+                budget(),
+            ),
+            ("reserved opcode", frame(0x83, b"abcd", true), budget()),
+            ("invalid UTF-8", frame(0x81, &[0xC3, 0x28], true), budget()),
+            (
+                "over the message limit",
+                ok.clone(),
+                Budget {
+                    max_message: 3,
+                    ..budget()
+                },
+            ),
+            (
+                "over the byte budget",
+                ok.clone(),
+                Budget {
+                    bytes: 3,
+                    ..budget()
+                },
+            ),
+        ];
+        for (what, input, b) in cases {
+            assert!(whole_message(&input, b).is_none(), "{what}");
+        }
+        // A masked frame to a client (the server side of `expect_masked`).
+        let client = Budget {
+            expect_masked: false,
+            ..budget()
+        };
+        assert!(whole_message(&ok, client).is_none(), "masked to a client");
+        assert!(whole_message(&frame(0x82, b"abcd", false), client).is_some());
     }
 }
