@@ -158,7 +158,8 @@ Sec-WebSocket-Accept: ",
 /// server `Connection` that negotiated it. `data[0]`: bits 0-1 pick the
 /// message limit (1 KiB, 64 KiB, 256 KiB, 1 MiB: below, at and above the
 /// 32 KiB window; a bomb costs an execution the time to inflate up to the
-/// limit, and 4 MiB made the target 20× slower without new paths), bit 2 the peer's context
+/// limit: with 1 MiB and 4 MiB on top the target ran 648 exec/s, 1,611 with
+/// these, same corpus and build), bit 2 the peer's context
 /// takeover, bits 3-7 the fragment size; `data[1..]` is the compressed
 /// payload of one message (then repeated once, so a kept window is used).
 /// Whatever the bytes (a bomb that inflates ~1000:1 included), memory stays
