@@ -70,6 +70,10 @@ pub(crate) trait Logic: Send + 'static {
 #[derive(Debug, Default)]
 pub(crate) struct PeerSlot {
     pub(crate) wake: Notify,
+    /// The peer's task holds its output until its coalescing window ends
+    /// ([`run_peer`]): more output for it needs no wake (it is written at
+    /// the window's end). Set by the task, read under the host's lock.
+    pub(crate) holding: AtomicBool,
 }
 
 /// A host and what goes with it, behind the cell's mutex.
@@ -172,7 +176,9 @@ impl<L: Logic> HostState<L> {
         while let Some(id) = self.host.poll_dirty() {
             if Some(id) != me {
                 if let Some(slot) = self.slots.get(&id) {
-                    wakes.push(slot.clone());
+                    if !slot.holding.load(Ordering::Acquire) {
+                        wakes.push(slot.clone());
+                    }
                 }
             }
         }
@@ -274,6 +280,9 @@ pub(crate) async fn run_peer<L: Logic>(
             driver.abort(&sock);
             return;
         }
+        // Cleared before the step's exchange takes the lock: output queued
+        // from here on wakes the task again (the step may already write it).
+        slot.holding.store(false, Ordering::Release);
         let want = driver.step(&sock, &mut Locked { cell: &cell, id }, clock.now());
         if want.done {
             if let Some(e) = driver.take_error() {
@@ -296,7 +305,9 @@ pub(crate) async fn run_peer<L: Logic>(
             && !cell.is_closed()
         {
             // Output was queued by another task: hold the write until the
-            // window ends (a step for input, if any arrives, writes it too).
+            // window ends (a step for input, if any arrives, writes it too);
+            // until then more output needs no wake.
+            slot.holding.store(true, Ordering::Release);
             want.deadline = min_deadline(want.deadline, Some(flush_time(clock.now(), coalesce)));
         }
     }
