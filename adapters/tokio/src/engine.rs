@@ -19,7 +19,10 @@
 //!   got output are woken after the lock is released: each of them writes
 //!   everything queued for it in one step (one vectored write per wake), and
 //!   a woken task yields once before writing, so frames that other tasks
-//!   queue meanwhile go out in the same write (cork).
+//!   queue meanwhile go out in the same write (cork). With a coalescing
+//!   window ([`RoomServerOptions::coalesce`](crate::RoomServerOptions::coalesce))
+//!   it holds its output until the window's end instead, and is not woken
+//!   again for more output until then ([`PeerSlot::holding`]).
 //! - One timer task per host sleeps until the host's (and the logic's)
 //!   earliest deadline.
 
