@@ -156,7 +156,7 @@ Sec-WebSocket-Accept: ",
 
 /// The inflater behind permessage-deflate (RFC 7692 §7.2.2), through a
 /// server `Connection` that negotiated it. `data[0]`: bits 0-1 pick the
-/// message limit (1 KiB, 64 KiB, 256 KiB, 1 MiB: below, at and above the
+/// message limit (1 KiB, 64 KiB, 256 KiB, 1 MiB: below and above the
 /// 32 KiB window; a bomb costs an execution the time to inflate up to the
 /// limit: with 1 MiB and 4 MiB on top the target ran 648 exec/s, 1,611 with
 /// these, same corpus and build), bit 2 the peer's context

@@ -286,7 +286,7 @@ pub(crate) async fn run_peer<L: Logic>(
         // Cleared before the step's exchange takes the lock: output queued
         // from here on wakes the task again (the step may already write it).
         slot.holding.store(false, Ordering::Release);
-        let want = driver.step(&sock, &mut Locked { cell: &cell, id }, clock.now());
+        let mut want = driver.step(&sock, &mut Locked { cell: &cell, id }, clock.now());
         if want.done {
             if let Some(e) = driver.take_error() {
                 tracing::debug!(peer = %id, error = %e, "socket error");
@@ -301,7 +301,6 @@ pub(crate) async fn run_peer<L: Logic>(
             tokio::task::yield_now().await;
             continue;
         }
-        let mut want = want;
         while wait(&sock, &slot, want, clock).await == Woke::Wake
             && !coalesce.is_zero()
             && !want.write

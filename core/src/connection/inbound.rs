@@ -582,12 +582,10 @@ mod tests {
     /// A client frame: `b0` as given, masked with [`KEY`] unless `masked` is false.
     fn frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
         let mut v = vec![b0, payload.len() as u8 | if masked { 0x80 } else { 0 }];
-        let start = if masked {
+        if masked {
             v.extend_from_slice(&KEY);
-            v.len()
-        } else {
-            v.len()
-        };
+        }
+        let start = v.len();
         v.extend_from_slice(payload);
         if masked {
             apply_mask(&mut v[start..], KEY, 0);
