@@ -92,6 +92,28 @@ impl Want {
         deadline: None,
         done: true,
     };
+
+    /// This `Want` once events were (`took_events`) or were not taken from
+    /// the core after the step that made it.
+    ///
+    /// The core stops reading while its events wait (backpressure), so a
+    /// step made while events waited says "nothing to read" although input
+    /// is held: once they are taken that is stale, and waiting on it (an
+    /// edge-triggered wait above all) could wait forever. So the answer is
+    /// `again`: step once more before waiting. Every adapter loop that takes
+    /// events applies this rule here (Autobahn 2.7–2.9: a pong and a close
+    /// in one segment left the close unanswered while it was missing).
+    #[must_use]
+    pub fn after_events(self, took_events: bool) -> Want {
+        if took_events && !self.done {
+            Want {
+                again: true,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
 }
 
 /// The I/O state of one socket: its TLS session, input held back by

@@ -457,3 +457,29 @@ fn a_write_of_zero_bytes_ends_a_host_peer() {
         "{signals:?}"
     );
 }
+
+/// The rule every adapter loop applies after taking events: a step's
+/// "nothing to wait for" is stale once events were taken (the core reads
+/// again), so the answer is to step again — unless the socket is finished.
+/// The loops themselves are tested end to end by the pong-and-close-in-one-
+/// segment tests of both adapters (Autobahn 2.7–2.9).
+#[test]
+fn taking_events_makes_a_want_step_again_unless_done() {
+    let idle = Want::default();
+    assert_eq!(idle.after_events(false), idle);
+    let again = idle.after_events(true);
+    assert!(again.again && !again.read && !again.write && !again.done);
+    let deadline = Want {
+        deadline: Some(Timestamp::from_millis(5)),
+        read: true,
+        ..Want::default()
+    };
+    assert_eq!(
+        deadline.after_events(true),
+        Want {
+            again: true,
+            ..deadline
+        }
+    );
+    assert_eq!(Want::DONE.after_events(true), Want::DONE);
+}

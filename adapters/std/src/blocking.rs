@@ -59,7 +59,7 @@ pub struct WebSocket {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     closed: Option<CloseInfo>,
-    /// Events taken from the core so far (see [`WebSocket::took_events_since`]).
+    /// Events taken from the core so far (for [`Want::after_events`]).
     events_taken: u64,
 }
 
@@ -307,16 +307,6 @@ impl WebSocket {
         None
     }
 
-    /// True when events were taken from the core since the count was
-    /// `taken`. The core stops reading while its events wait (backpressure):
-    /// `want` from the step before says "not readable" although input is
-    /// held, and an edge-triggered wait would never wake. Step again
-    /// instead of waiting (Autobahn 2.7/2.8: a pong and a close in one
-    /// segment left the close unanswered).
-    fn took_events_since(&self, taken: u64) -> bool {
-        self.events_taken != taken
-    }
-
     /// Takes every waiting event while closing (messages are discarded).
     fn take_close_events(&mut self) {
         while let Some(event) = self.conn.poll_event() {
@@ -338,10 +328,8 @@ impl WebSocket {
             while self.conn.poll_event().is_some() {
                 took = true;
             }
-            if took && !want.done {
-                // The core may read again (see `took_events_since`).
-                continue;
-            }
+            // Taken events make it `again`: `wait` returns at once.
+            let want = want.after_events(took);
             let idle = !want.read && !want.write && !want.again && want.deadline.is_none();
             if want.done || idle || user_deadline.is_some_and(|d| Instant::now() >= d) {
                 return;
@@ -445,7 +433,8 @@ impl WebSocket {
             if let Some(m) = self.next_message() {
                 return Ok(m);
             }
-            if self.closed.is_some() || want.done || want.again || self.took_events_since(taken) {
+            let want = want.after_events(self.events_taken != taken);
+            if self.closed.is_some() || want.done || want.again {
                 continue;
             }
             if user_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -471,7 +460,8 @@ impl WebSocket {
             }
             let taken = self.events_taken;
             self.take_close_events();
-            if want.done || want.again || self.took_events_since(taken) {
+            let want = want.after_events(self.events_taken != taken);
+            if want.done || want.again {
                 continue;
             }
             self.wait(want, None)?;

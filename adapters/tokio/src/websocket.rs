@@ -135,11 +135,8 @@ fn next_message(conn: &mut Connection) -> Option<Message> {
     next_message_counted(conn).0
 }
 
-/// [`next_message`], and whether any event was taken: the core stops
-/// reading while its events wait (backpressure), so after taking one the
-/// `Want` of the step before is stale — step again instead of waiting
-/// (Autobahn 2.7–2.9: a pong and a close in one read left the close
-/// unanswered when the stale `Want` said there was nothing to wait for).
+/// [`next_message`], and whether any event was taken (for
+/// [`Want::after_events`]).
 fn next_message_counted(conn: &mut Connection) -> (Option<Message>, bool) {
     let mut took = false;
     while let Some(event) = conn.poll_event() {
@@ -223,10 +220,8 @@ impl Shared {
                 if want.done {
                     return None;
                 }
-                if took {
-                    continue;
-                }
-                want
+                // Taken events make it `again`: `wait` yields, then steps.
+                want.after_events(took)
             };
             if !want.read && !want.write && !want.again && want.deadline.is_none() {
                 return None;
