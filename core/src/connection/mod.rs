@@ -68,6 +68,7 @@
 mod compression;
 mod inbound;
 mod outbound;
+mod slack;
 mod types;
 
 #[cfg(test)]
@@ -157,6 +158,8 @@ pub struct Connection {
     /// After a close frame arrived or the connection failed, input is discarded.
     input_closed: bool,
     events: VecDeque<Event>,
+    /// When the drained event queue gives its buffer back ([`slack`]).
+    events_slack: slack::Slack,
     unread_bytes: usize,
     unread_messages: usize,
     elsewhere_bytes: usize,
@@ -289,6 +292,7 @@ impl Connection {
             reader: Reader::default(),
             input_closed: false,
             events: VecDeque::new(),
+            events_slack: slack::Slack::default(),
             unread_bytes: 0,
             unread_messages: 0,
             elsewhere_bytes: 0,
@@ -910,9 +914,9 @@ impl Connection {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.events_slack.note(self.events.len());
         let event = self.events.pop_front()?;
-        if self.events.is_empty() && self.events.capacity() > outbound::IDLE_CAPACITY {
-            // As the outbound queue: an idle connection keeps no burst capacity.
+        if self.events.is_empty() && self.events_slack.drained(self.events.capacity()) {
             self.events = VecDeque::new();
         }
         let bytes = match &event {

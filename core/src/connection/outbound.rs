@@ -19,6 +19,7 @@
 use alloc::collections::VecDeque;
 use bytes::Bytes;
 
+use super::slack::Slack;
 use crate::frame::{CloseCode, FrameHeader, OpCode, MAX_HEADER_LEN};
 
 #[cfg(feature = "deflate")]
@@ -28,13 +29,6 @@ use alloc::{boxed::Box, sync::Arc};
 /// its 2-byte header, or a masked one with its 6-byte header, fits). Small
 /// enough to keep an idle connection's queue capacity cheap.
 const INLINE_CAP: usize = 40;
-
-/// Queue capacity (entries) an empty queue keeps. A burst (a newcomer's
-/// ADD_PEER for every member of its room, a backlog) grows the queue; once it
-/// has drained, a larger buffer is freed so that an idle connection does not
-/// keep a burst's capacity (issue 11: 832 bytes per idle relay client).
-/// A connection sending a few frames per wake reuses its small buffer.
-pub(crate) const IDLE_CAPACITY: usize = 4;
 
 /// Automatic pongs that may wait at once; past this, the newest ping's pong
 /// replaces a waiting one (RFC 6455 §5.5.3 allows answering only the most
@@ -324,6 +318,8 @@ pub(crate) struct Outbound {
     data_bytes: usize,
     /// Data messages queued and not fully written.
     data_messages: usize,
+    /// When the drained queue gives its buffer back ([`Slack`]).
+    slack: Slack,
 }
 
 /// A frame class that was completely written by [`Outbound::advance`].
@@ -461,6 +457,7 @@ impl Outbound {
     /// Drops every data frame that has not started (used when the connection
     /// fails: nothing more is owed to the peer). Rare: linear.
     pub(crate) fn drop_unstarted_data(&mut self) {
+        self.slack.note(self.queue.len());
         let mut removed_bytes = 0;
         let mut removed_data = 0;
         let mut removed_msgs = 0;
@@ -520,6 +517,7 @@ impl Outbound {
     pub(crate) fn advance(&mut self, mut n: usize, mut on_done: impl FnMut(Written)) {
         n = n.min(self.pending_bytes);
         self.pending_bytes -= n;
+        self.slack.note(self.queue.len());
         while n > 0 {
             let Some(front) = self.queue.front() else {
                 break;
@@ -539,7 +537,7 @@ impl Outbound {
         while self.queue.front().is_some_and(|e| e.frame.wire_len() == 0) {
             self.pop_front(&mut on_done);
         }
-        if self.queue.is_empty() && self.queue.capacity() > IDLE_CAPACITY {
+        if self.queue.is_empty() && self.slack.drained(self.queue.capacity()) {
             self.queue = VecDeque::new();
         }
         self.extend_front_run();
@@ -683,13 +681,22 @@ mod tests {
 
     #[test]
     fn a_drained_queue_frees_a_burst_s_capacity() {
+        use super::super::slack::{IDLE_CAPACITY, QUIET_DRAINS, SMALL_CAPACITY};
         let mut out = Outbound::default();
-        for _ in 0..3 {
-            out.push_back(data(3), Class::Data);
-        }
-        out.advance(out.pending_bytes(), |_| {});
+        let cycle = |out: &mut Outbound, n: usize| {
+            for _ in 0..n {
+                out.push_back(data(3), Class::Data);
+            }
+            out.advance(out.pending_bytes(), |_| {});
+            assert!(out.is_empty());
+        };
+        cycle(&mut out, 3);
         let small = out.queue.capacity();
         assert!(small <= IDLE_CAPACITY, "{small}");
+        // A small burst (a newcomer's ADD_PEERs): freed as soon as it drained.
+        cycle(&mut out, SMALL_CAPACITY);
+        assert_eq!(out.queue.capacity(), 0);
+        // A large one: kept while frames wait and while the queue is busy ...
         for _ in 0..16 {
             out.push_back(data(3), Class::Data);
         }
@@ -698,6 +705,15 @@ mod tests {
         assert!(out.queue.capacity() >= 16, "not freed while frames wait");
         out.advance(out.pending_bytes(), |_| {});
         assert!(out.is_empty());
+        for _ in 0..5 {
+            cycle(&mut out, 16);
+            assert!(out.queue.capacity() >= 16, "a busy queue keeps its buffer");
+        }
+        // ... and freed after quiet drains (a heartbeat's ping or two).
+        for _ in 0..QUIET_DRAINS {
+            assert!(out.queue.capacity() >= 16);
+            cycle(&mut out, 1);
+        }
         assert_eq!(out.queue.capacity(), 0);
         assert_eq!((out.data_messages(), out.data_bytes()), (0, 0));
         // Still usable.
