@@ -36,9 +36,12 @@ USAGE
 # Servers: "name|build command|binary". Each follows the server contract of
 # shared/design/CLI.md (--listen HOST:PORT, prints `listening on HOST:PORT`, exit 0 on SIGINT).
 # `build_git REV` builds wsmp-relay from a git revision in its own directory (see below).
+V010=991a9001fc21f376a67f9c6a74369dc807324d04
 SERVERS=(
     "wsmp-relay|cargo build --release -p wsmp-relay|target/release/wsmp-relay"
-    "wsmp-relay@v0.1.0|build_git v0.1.0|@git:v0.1.0"
+    # v0.1.0 is commit 991a900 (the v0.1 milestone's last commit on main); a clean clone has
+    # no tags, so the commit is named, not the tag.
+    "wsmp-relay@v0.1.0|build_git $V010|@git:$V010"
     "tokio-tungstenite|cargo build --release -p wsmp-benches --bins|target/release/relay_tokio_tungstenite"
 )
 
